@@ -1,0 +1,99 @@
+"""history [filters] and history verify."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from pepsctl import output
+from pepsctl.commands._options import EstablishmentOpt, FormatOpt, fmt, get_app
+from pepsctl.errors import CheckFailed, InvalidInput
+from pepsctl.i18n import _
+
+app = typer.Typer(
+    help=_("The audit trail: every change and every authentication event."),
+    invoke_without_command=True,
+)
+
+COLUMNS = ["id", "at", "actor", "establishment", "action", "target", "batch_id", "delegation_id", "before", "after"]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="history")
+
+
+def _since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            _("Cannot read the date {value!r}.").format(value=value),
+            field="since",
+            hint=_("Use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)."),
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@app.callback()
+def history(
+    ctx: typer.Context,
+    account: Annotated[
+        str | None, typer.Option("--account", help=_("Events about or by this account."), show_default=False)
+    ] = None,
+    establishment: EstablishmentOpt = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", help=_("Only this action (a trailing * matches a prefix)."), show_default=False),
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help=_("From this date (UTC)."), show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help=_("Only this batch."), show_default=False)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help=_("Only the newest N events."), show_default=False)
+    ] = None,
+    format: FormatOpt = None,
+) -> None:
+    """Show the audit trail of your establishment.
+
+    Example: pepsctl history --account JDU000042 --since 2025-07-01
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pepsctl.domain import history as history_ops
+    from pepsctl.domain import validation
+
+    filters = history_ops.HistoryFilter(
+        account=validation.normalize_identifier(account) if account else None,
+        establishment=validation.normalize_siret(establishment) if establishment else None,
+        action=action,
+        since=_since(since),
+        batch_id=batch,
+        limit=limit,
+    )
+    with get_app(ctx).env() as env:
+        events = history_ops.list_events(env, filters)
+    output.render(events, fmt(format), columns=COLUMNS, title=_("History"))  # every field of EventView
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, format: FormatOpt = None) -> None:
+    """Check that the audit trail is intact: exit 1 and name the first bad event if not.
+
+    Example: pepsctl history verify
+    """
+    from pepsctl.domain import history as history_ops
+
+    with get_app(ctx).env(auth=False) as env:
+        result = history_ops.verify(env.session)
+    if format is not None:
+        output.render(result, fmt(format), single=True)
+    if not result.ok:
+        where = _("event {id}").format(id=result.first_bad_id) if result.first_bad_id else _("the end of the trail")
+        raise CheckFailed(
+            _("The audit trail is broken at {where}: it {reason}.").format(where=where, reason=result.reason),
+            hint=_("{n} events before it are intact. Restore the store from a backup.").format(n=result.checked),
+        )
+    output.success(_("The audit trail is intact ({n} events).").format(n=result.checked))

@@ -1,0 +1,169 @@
+"""The application object on ``ctx.obj``: the only place that wires the layers together.
+
+Settings and the store are resolved lazily (``pepsctl --help`` touches neither); the engine is
+created on first use and its schema version checked once; ``env()`` opens one transaction, finds
+the actor from the session token, commits on success and hands messages to the gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from pepsctl import config
+from pepsctl.errors import PepsError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from pepsctl.domain.env import Env
+    from pepsctl.domain.notify import Gateway
+    from pepsctl.store.engine import StoreUrl
+
+
+class AppContext:
+    def __init__(
+        self,
+        *,
+        store_option: str | None = None,
+        profile_option: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.store_option = store_option
+        self.profile_option = profile_option
+        self.verbose = verbose
+        self._engine: Engine | None = None
+
+    # -- settings -------------------------------------------------------------------------------
+    @cached_property
+    def choice(self) -> config.StoreChoice:
+        return config.choose_store(self.store_option, self.profile_option)
+
+    @cached_property
+    def store(self) -> StoreUrl:
+        from pepsctl.store.engine import parse_store_url
+
+        return parse_store_url(self.choice.raw)
+
+    @property
+    def token_name(self) -> str:
+        return f"session:{self.store.display}"
+
+    # -- store ----------------------------------------------------------------------------------
+    def engine(self, *, create: bool = False, check_schema: bool = True) -> Engine:
+        if self._engine is None:
+            from pepsctl import secrets
+            from pepsctl.store.engine import create_store_engine, read_schema_version, translate_errors
+            from pepsctl.store.migrate import check_version
+
+            password = None
+            if self.store.dialect == "postgresql" and not self.store.has_password:
+                password = secrets.get_store_password(self.store.display)
+            with translate_errors(self.store):
+                engine = create_store_engine(self.store, password=password, create=create)
+                if check_schema:
+                    check_version(read_schema_version(engine), display=self.store.display)
+            self._engine = engine
+        return self._engine
+
+    def gateway(self) -> Gateway:
+        from pepsctl.domain import notify
+
+        profile = self.choice.profile
+        if profile is not None and profile.smtp is not None:
+            from pepsctl import secrets
+
+            smtp = profile.smtp
+            return notify.SmtpGateway(
+                host=smtp.host,
+                port=smtp.port,
+                sender=smtp.sender,
+                user=smtp.user,
+                password=secrets.get_token(f"smtp:{smtp.host}:{smtp.user}") if smtp.user else None,
+                starttls=smtp.starttls,
+            )
+        if self.outbox_allowed:
+            return notify.OutboxGateway()
+        return notify.RefusingGateway()
+
+    @property
+    def outbox_allowed(self) -> bool:
+        """The outbox is the default on a local SQLite store; a remote store must opt in."""
+        if self.store.dialect == "sqlite":
+            return True
+        profile = self.choice.profile
+        return config.env_flag(config.ENV_OUTBOX) or bool(profile and profile.outbox)
+
+    @contextlib.contextmanager
+    def env(self, *, auth: bool = True, create: bool = False, check_schema: bool = True) -> Iterator[Env]:
+        """One transaction: committed when the block succeeds, rolled back when it fails.
+
+        A :class:`PepsError` with ``persist`` (a refusal or failed login that must stay in the
+        history) commits what was written before it is reported.
+        """
+        from sqlmodel import Session
+
+        from pepsctl.domain.env import Env
+        from pepsctl.store.engine import translate_errors
+
+        engine = self.engine(create=create, check_schema=check_schema)
+        gateway = self.gateway()
+        with translate_errors(self.store), Session(engine, expire_on_commit=False) as session:
+            session.begin()
+            env = Env(session=session, gateway=gateway)
+            try:
+                if auth:
+                    env.actor = self._resolve_actor(env)
+                yield env
+            except PepsError as error:
+                if error.persist:
+                    session.commit()
+                else:
+                    session.rollback()
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+            else:
+                session.commit()
+                gateway.flush()
+
+    def _resolve_actor(self, env: Env):
+        from pepsctl import secrets
+        from pepsctl.domain import auth
+
+        token = secrets.get_token(self.token_name)
+        return auth.resolve_session(env, token)
+
+    # -- session tokens -------------------------------------------------------------------------
+    def save_token(self, token: str) -> None:
+        from pepsctl import secrets
+
+        secrets.set_token(self.token_name, token)
+
+    def current_token(self) -> str | None:
+        from pepsctl import secrets
+
+        return secrets.get_token(self.token_name)
+
+    def forget_token(self) -> None:
+        from pepsctl import secrets
+
+        secrets.delete_token(self.token_name)
+
+    @property
+    def debug(self) -> bool:
+        return config.env_flag(config.ENV_DEBUG)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def env_value(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None

@@ -1,0 +1,227 @@
+"""The audit trail: append-only, hash-chained events, their listing and their verification.
+
+Each event's hash is SHA-256 over the previous hash and the event's canonical JSON; the chain head
+(count and last hash) is kept in ``store_meta`` so that deleting the newest events is detected too.
+Phones in before/after are masked when recorded: full numbers never reach the history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session, col
+
+from pepsctl import clock
+from pepsctl.domain.env import Env
+from pepsctl.i18n import _
+from pepsctl.store.engine import lock_history
+from pepsctl.store.models import AuditEvent, StoreMeta
+
+GENESIS = "0" * 64
+HEAD_KEY = "history_head"
+PHONE_KEYS = frozenset({"phone", "old_phone", "new_phone"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    action: str
+    target: str | None = None
+    establishment: str | None = None
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    batch_id: int | None = None
+    delegation_id: int | None = None
+    actor: str | None = None  # defaults to the Env's actor
+
+
+def _masked(values: Mapping[str, Any] | None) -> str | None:
+    if values is None:
+        return None
+    from pepsctl.domain.validation import mask_phone
+
+    clean = {
+        key: (mask_phone(value) if key in PHONE_KEYS and isinstance(value, str) else value)
+        for key, value in values.items()
+    }
+    return json.dumps(clean, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+    at = row["at"]
+    payload = {
+        "at": clock.as_utc(at).isoformat() if isinstance(at, datetime) else at,
+        "actor": row["actor"],
+        "establishment": row["establishment"],
+        "delegation_id": row["delegation_id"],
+        "action": row["action"],
+        "target": row["target"],
+        "batch_id": row["batch_id"],
+        "before": row["before"],
+        "after": row["after"],
+    }
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+
+
+def _read_head(session: Session) -> tuple[int, str]:
+    meta = session.get(StoreMeta, HEAD_KEY)
+    if meta is None:
+        return 0, GENESIS
+    count, _sep, last = meta.value.partition(":")
+    return int(count), last
+
+
+def _write_head(session: Session, count: int, last: str) -> None:
+    meta = session.get(StoreMeta, HEAD_KEY)
+    if meta is None:
+        session.add(StoreMeta(key=HEAD_KEY, value=f"{count}:{last}"))
+    else:
+        meta.value = f"{count}:{last}"
+        session.add(meta)
+
+
+def record(env: Env, action: str, **fields: Any) -> None:
+    """Append one event in the current transaction."""
+    record_many(env, [NewEvent(action=action, **fields)])
+
+
+def record_many(env: Env, events: Iterable[NewEvent]) -> int:
+    """Append events in order, chained, with one executemany; returns how many."""
+    session = env.session
+    lock_history(session.connection())
+    count, last = _read_head(session)
+    at = clock.now()
+    rows = []
+    for event in events:
+        row = {
+            "at": at,
+            "actor": event.actor or env.actor_label,
+            "establishment": event.establishment,
+            "delegation_id": event.delegation_id,
+            "action": event.action,
+            "target": event.target,
+            "batch_id": event.batch_id,
+            "before": _masked(event.before),
+            "after": _masked(event.after),
+        }
+        row["prev_hash"] = last
+        row["hash"] = last = event_hash(last, row)
+        rows.append(row)
+    if not rows:
+        return 0
+    session.execute(insert(AuditEvent), rows)
+    _write_head(session, count + len(rows), last)
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: int
+    at: datetime
+    actor: str
+    establishment: str | None
+    action: str
+    target: str | None
+    batch_id: int | None
+    delegation_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    account: str | None = None
+    establishment: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    batch_id: int | None = None
+    limit: int | None = None
+
+
+def list_events(env: Env, filters: HistoryFilter) -> list[EventView]:
+    """Events the actor may read, newest last, filtered."""
+    from pepsctl.domain import authz
+
+    actor = env.require_actor()
+    establishment = filters.establishment or actor.siret
+    authz.require_history_read(env, establishment)
+    query = select(AuditEvent).where(col(AuditEvent.establishment) == establishment)
+    if filters.account:
+        query = query.where((col(AuditEvent.target) == filters.account) | (col(AuditEvent.actor) == filters.account))
+    if filters.action:
+        if filters.action.endswith("*"):
+            query = query.where(col(AuditEvent.action).startswith(filters.action[:-1]))
+        else:
+            query = query.where(col(AuditEvent.action) == filters.action)
+    if filters.since:
+        query = query.where(col(AuditEvent.at) >= filters.since)
+    if filters.batch_id is not None:
+        query = query.where(col(AuditEvent.batch_id) == filters.batch_id)
+    query = query.order_by(col(AuditEvent.id))
+    if filters.limit:
+        query = query.order_by(None).order_by(col(AuditEvent.id).desc()).limit(filters.limit)
+    events = [_view(e) for e in env.session.scalars(query)]
+    if filters.limit:
+        events.reverse()
+    return events
+
+
+def _view(event: AuditEvent) -> EventView:
+    return EventView(
+        id=event.id or 0,
+        at=event.at,
+        actor=event.actor,
+        establishment=event.establishment,
+        action=event.action,
+        target=event.target,
+        batch_id=event.batch_id,
+        delegation_id=event.delegation_id,
+        before=json.loads(event.before) if event.before else None,
+        after=json.loads(event.after) if event.after else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the whole chain in id order; name the first event that does not fit."""
+    last = GENESIS
+    checked = 0
+    columns = (
+        AuditEvent.id,
+        AuditEvent.at,
+        AuditEvent.actor,
+        AuditEvent.establishment,
+        AuditEvent.delegation_id,
+        AuditEvent.action,
+        AuditEvent.target,
+        AuditEvent.batch_id,
+        AuditEvent.before,
+        AuditEvent.after,
+        AuditEvent.prev_hash,
+        AuditEvent.hash,
+    )
+    result = session.execute(select(*columns).order_by(col(AuditEvent.id)).execution_options(yield_per=5000))
+    for row in result.mappings():
+        if row["prev_hash"] != last:
+            return VerifyResult(False, checked, row["id"], _("does not follow the previous event"))
+        if event_hash(last, row) != row["hash"]:
+            return VerifyResult(False, checked, row["id"], _("was modified after it was recorded"))
+        last = row["hash"]
+        checked += 1
+    count, head = _read_head(session)
+    if count != checked or head != last:
+        return VerifyResult(False, checked, None, _("the newest events were removed"))
+    return VerifyResult(True, checked)

@@ -1,0 +1,114 @@
+"""Set-based reads and writes the domain calls (get_*, find_*, count_*, next_*, lock_*)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, func, or_, select, text, update
+from sqlmodel import Session, col
+
+from pepsctl.store.engine import lock_establishment_sql
+from pepsctl.store.models import Account, Counter, Establishment, EstablishmentFund
+
+
+def get_establishment_by_siret(session: Session, siret: str) -> Establishment | None:
+    return session.scalars(select(Establishment).where(col(Establishment.siret) == siret)).first()
+
+
+def get_account_by_identifier(session: Session, identifier: str) -> Account | None:
+    return session.scalars(select(Account).where(col(Account.identifier) == identifier)).first()
+
+
+def funds_of(session: Session, establishment_ids: list[int]) -> dict[int, list[EstablishmentFund]]:
+    result: dict[int, list[EstablishmentFund]] = {i: [] for i in establishment_ids}
+    if not establishment_ids:
+        return result
+    rows = session.scalars(
+        select(EstablishmentFund)
+        .where(col(EstablishmentFund.establishment_id).in_(establishment_ids))
+        .order_by(col(EstablishmentFund.fund))
+    )
+    for row in rows:
+        result[row.establishment_id].append(row)
+    return result
+
+
+def account_counts(session: Session, establishment_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(administrators, accounts) per establishment, in one query."""
+    result = dict.fromkeys(establishment_ids, (0, 0))
+    if not establishment_ids:
+        return result
+    is_admin = func.sum(case((col(Account.profile) == "admin", 1), else_=0))
+    rows = session.execute(
+        select(Account.establishment_id, is_admin, func.count())
+        .where(col(Account.establishment_id).in_(establishment_ids))
+        .group_by(col(Account.establishment_id))
+    )
+    for establishment_id, admins, total in rows:
+        result[establishment_id] = (int(admins or 0), int(total))
+    return result
+
+
+def next_numbers(session: Session, name: str, count: int = 1) -> range:
+    """Reserve ``count`` numbers of a named sequence atomically (``UPDATE … RETURNING``)."""
+    last = session.execute(
+        update(Counter)
+        .where(col(Counter.name) == name)
+        .values(value=col(Counter.value) + count)
+        .returning(Counter.value)
+    ).scalar_one()
+    return range(last - count + 1, last + 1)
+
+
+def lock_establishment(session: Session, establishment_id: int) -> None:
+    """Lock one establishment row until the end of the transaction (FOR UPDATE on PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    session.execute(text(lock_establishment_sql(dialect)), {"id": establishment_id})
+
+
+def active_admin_filter(now: datetime):
+    """SQL condition: an administrator who can act (activated, not locked, not expired)."""
+    return (
+        (col(Account.profile) == "admin")
+        & col(Account.activated_at).is_not(None)
+        & col(Account.locked_at).is_(None)
+        & or_(col(Account.expires_at).is_(None), col(Account.expires_at) > now)
+    )
+
+
+def count_active_admins(session: Session, establishment_id: int, now: datetime, *, excluding: int | None = None) -> int:
+    query = (
+        select(func.count())
+        .select_from(Account)
+        .where(col(Account.establishment_id) == establishment_id)
+        .where(active_admin_filter(now))
+    )
+    if excluding is not None:
+        query = query.where(col(Account.id) != excluding)
+    return int(session.execute(query).scalar_one())
+
+
+def administrators_of(session: Session, establishment_id: int) -> list[Account]:
+    return list(
+        session.scalars(
+            select(Account)
+            .where(col(Account.establishment_id) == establishment_id)
+            .where(col(Account.profile) == "admin")
+            .order_by(col(Account.identifier))
+        )
+    )
+
+
+def status_filter(status: str, now: datetime):
+    """SQL condition matching the derived status of an account."""
+    if status == "locked":
+        return col(Account.locked_at).is_not(None)
+    if status == "expired":
+        return col(Account.locked_at).is_(None) & (col(Account.expires_at) <= now)
+    if status == "pending":
+        return col(Account.locked_at).is_(None) & col(Account.activated_at).is_(None)
+    return (
+        col(Account.locked_at).is_(None)
+        & col(Account.activated_at).is_not(None)
+        & or_(col(Account.expires_at).is_(None), col(Account.expires_at) > now)
+    )

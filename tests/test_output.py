@@ -1,0 +1,475 @@
+"""The one renderer: formats, escaping, spreadsheet safety, streams and messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pepsctl import output
+from pepsctl.errors import UsageError
+from pepsctl.output import FORMATS, Column, neutralise, render, unneutralise, write_csv
+
+
+class Status(Enum):
+    ACTIVE = "active"
+    LOCKED = "locked"
+
+
+MOMENT = datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC)
+
+RECORDS = [
+    {
+        "identifier": "JDU000042",
+        "last_name": "Dupont",
+        "phone": "+33612345678",
+        "status": Status.ACTIVE,
+        "is_admin": True,
+        "created_at": MOMENT,
+        "expires_on": date(2025, 1, 31),
+        "services": ["DSN", "PASRAU"],
+        "function": None,
+    },
+    {
+        "identifier": "MAR000007",
+        "last_name": "Martin",
+        "phone": None,
+        "status": Status.LOCKED,
+        "is_admin": False,
+        "created_at": datetime(2024, 3, 5, 16, 7, tzinfo=timezone(timedelta(hours=2))),
+        "expires_on": None,
+        "services": [],
+        "function": "Comptable",
+    },
+]
+KEYS = [
+    "identifier",
+    "last_name",
+    "phone",
+    "status",
+    "is_admin",
+    "created_at",
+    "expires_on",
+    "services",
+    "function",
+]
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("PEPSCTL_LANG", raising=False)
+
+
+def _render(records: object, fmt: str, **kwargs: object) -> str:
+    buffer = io.StringIO()
+    render(records, fmt, file=buffer, **kwargs)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+# ---- JSON
+
+
+def test_json_list_shape_and_values_are_pinned() -> None:
+    data = json.loads(_render(RECORDS, "json"))
+    assert isinstance(data, list)
+    assert [list(item) for item in data] == [KEYS, KEYS]
+    assert data[0] == {
+        "identifier": "JDU000042",
+        "last_name": "Dupont",
+        "phone": "+33612345678",
+        "status": "active",
+        "is_admin": True,
+        "created_at": "2024-03-05T14:07:09+00:00",
+        "expires_on": "2025-01-31",
+        "services": ["DSN", "PASRAU"],
+        "function": None,
+    }
+    assert data[1]["created_at"] == "2024-03-05T16:07:00+02:00"
+
+
+def test_json_datetimes_are_aware() -> None:
+    naive = datetime(2024, 3, 5, 14, 7)
+    data = json.loads(_render([{"at": naive}, {"at": MOMENT}], "json"))
+    for item in data:
+        assert datetime.fromisoformat(item["at"]).tzinfo is not None
+    assert data[0]["at"] == "2024-03-05T14:07:00+00:00"
+
+
+def test_json_is_exactly_json_dumps_indent_2() -> None:
+    text = _render(RECORDS, "json")
+    expected = json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+    assert text == expected
+    assert text.endswith("]\n")
+
+
+def test_json_single_is_one_object() -> None:
+    text = _render(RECORDS[0], "json", single=True)
+    data = json.loads(text)
+    assert isinstance(data, dict)
+    assert list(data) == KEYS
+    assert text.endswith("}\n")
+    # an iterable of exactly one is accepted too
+    assert json.loads(_render([RECORDS[0]], "json", single=True)) == data
+
+
+def test_json_columns_choose_and_order_keys() -> None:
+    columns = [Column("last_name", "Last name"), "identifier", Column("missing")]
+    data = json.loads(_render(RECORDS, "json", columns=columns))
+    assert data[0] == {"last_name": "Dupont", "identifier": "JDU000042", "missing": None}
+    assert [list(item) for item in data] == [["last_name", "identifier", "missing"]] * 2
+
+
+def test_json_sets_tuples_and_non_ascii() -> None:
+    text = _render([{"s": {"b", "a"}, "t": (1, 2), "name": "Élodie"}], "json")
+    assert json.loads(text) == [{"s": ["a", "b"], "t": [1, 2], "name": "Élodie"}]
+    assert "Élodie" in text  # ensure_ascii=False
+
+
+def test_json_escapes_terminal_controls_but_keeps_the_data() -> None:
+    value = "a\x1b[2Jb\x9b31mc\x7fd\u202ee\n"
+    text = _render([{"v": value}], "json")
+    assert "\x1b" not in text
+    assert "\x9b" not in text
+    assert "\x7f" not in text
+    assert "\u202e" not in text
+    assert json.loads(text) == [{"v": value}]
+
+
+def test_json_is_streamed() -> None:
+    seen: list[str] = []
+    buffer = io.StringIO()
+
+    def records() -> Iterator[dict[str, int]]:
+        for number in range(3):
+            seen.append(buffer.getvalue())
+            yield {"n": number}
+
+    render(records(), "json", file=buffer)
+    assert seen[0] == ""
+    assert seen[1].startswith("[\n")  # the first object was written before the second was made
+    assert '"n": 0' in seen[1]
+    assert json.loads(buffer.getvalue()) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_json_accepts_dataclasses_and_models() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class View:
+        identifier: str
+        at: datetime
+
+    data = json.loads(_render([View("JDU000042", MOMENT)], "json"))
+    assert data == [{"identifier": "JDU000042", "at": "2024-03-05T14:07:09+00:00"}]
+
+    from pydantic import BaseModel
+
+    class Model(BaseModel):
+        identifier: str
+        at: datetime
+
+    model = Model(identifier="JDU000042", at=MOMENT)
+    assert json.loads(_render(model, "json", single=True)) == data[0]
+    assert json.loads(_render([model], "json")) == data
+
+
+# ---- CSV
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_csv_header_is_the_keys_and_values_are_stringified() -> None:
+    text = _render(RECORDS, "csv")
+    rows = _csv_rows(text)
+    assert rows[0] == KEYS
+    assert rows[1] == [
+        "JDU000042",
+        "Dupont",
+        "'+33612345678",
+        "active",
+        "true",
+        "2024-03-05T14:07:09+00:00",
+        "2025-01-31",
+        "DSN|PASRAU",
+        "",
+    ]
+    assert rows[2][2] == ""
+    assert rows[2][4] == "false"
+    assert "\r\n" not in text
+    assert text.endswith("\n")
+
+
+def test_csv_header_uses_keys_not_headers() -> None:
+    text = _render(RECORDS, "csv", columns=[Column("identifier", "Identifiant"), "last_name"])
+    assert _csv_rows(text) == [["identifier", "last_name"], ["JDU000042", "Dupont"], ["MAR000007", "Martin"]]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])
+def test_csv_neutralises_each_dangerous_start(start: str) -> None:
+    value = f"{start}HYPERLINK(1)"
+    rows = _csv_rows(_render([{"v": value}], "csv"))
+    assert rows[1] == ["'" + value]
+    assert unneutralise(rows[1][0]) == value
+
+
+def test_csv_numbers_are_not_neutralised() -> None:
+    rows = _csv_rows(_render([{"n": -5, "f": -1.5, "text": "-5"}], "csv"))
+    assert rows[1] == ["-5", "-1.5", "'-5"]
+
+
+def test_csv_neutralises_the_plain_phone_in_e164() -> None:
+    assert neutralise("+33612345678") == "'+33612345678"
+    assert unneutralise("'+33612345678") == "+33612345678"
+
+
+@given(st.text())
+def test_unneutralise_undoes_neutralise(text: str) -> None:
+    assert unneutralise(neutralise(text)) == text
+
+
+@given(st.text())
+def test_neutralised_text_never_starts_with_a_formula(text: str) -> None:
+    assert neutralise(text)[:1] not in {"=", "+", "-", "@", "\t", "\r", "\n"}
+
+
+@pytest.mark.parametrize("text", ["'abc", "'Dupont", "'", "''", "abc", "", "O'Neil", "'1"])
+def test_unneutralise_leaves_ordinary_quotes_alone(text: str) -> None:
+    assert unneutralise(text) == text
+
+
+def test_neutralise_a_text_that_already_looks_neutralised() -> None:
+    # one more quote so that the round trip is exact
+    assert neutralise("'=1") == "''=1"
+    assert unneutralise("''=1") == "'=1"
+    assert unneutralise("'=1") == "=1"
+
+
+def test_csv_quotes_lone_carriage_returns_and_empty_single_cells() -> None:
+    text = _render([{"v": "a\rb"}, {"v": ""}, {"v": 'say "hi", then'}], "csv")
+    assert text == 'v\n"a\rb"\n""\n"say ""hi"", then"\n'
+    assert _csv_rows(text) == [["v"], ["a\rb"], [""], ['say "hi", then']]
+
+
+@given(st.lists(st.text(), min_size=1, max_size=4), st.sampled_from([",", ";"]))
+def test_csv_round_trips_through_the_reader(values: list[str], delimiter: str) -> None:
+    buffer = io.StringIO()
+    keys = [f"k{index}" for index in range(len(values))]
+    write_csv(buffer, [dict(zip(keys, values, strict=True))], keys, delimiter=delimiter)
+    rows = list(csv.reader(io.StringIO(buffer.getvalue(), newline=""), delimiter=delimiter))
+    assert rows[0] == keys
+    assert [unneutralise(cell) for cell in rows[1]] == values
+
+
+def test_csv_is_streamed() -> None:
+    seen: list[str] = []
+    buffer = io.StringIO()
+
+    def records() -> Iterator[dict[str, int]]:
+        for number in range(2):
+            seen.append(buffer.getvalue())
+            yield {"n": number}
+
+    render(records(), "csv", file=buffer)
+    assert seen == ["", "n\n0\n"]
+    assert buffer.getvalue() == "n\n0\n1\n"
+
+
+# ---- table
+
+
+def test_table_shows_headers_values_and_title() -> None:
+    columns = [Column("identifier", "Identifier"), Column("is_admin", "Admin"), "created_at", "services"]
+    text = _render(RECORDS, "table", columns=columns, title="Accounts")
+    assert "Accounts" in text
+    assert "Identifier" in text
+    assert "Admin" in text
+    assert "JDU000042" in text
+    assert "yes" in text
+    assert "no" in text
+    assert "2024-03-05 14:07" in text
+    assert "2024-03-05 14:07:09" not in text
+    assert "DSN, PASRAU" in text
+    assert "is_admin" not in text
+
+
+def test_table_datetimes_are_shown_in_utc() -> None:
+    text = _render([RECORDS[1]], "table", columns=["created_at"])
+    assert "2024-03-05 14:07" in text  # 16:07+02:00
+
+
+def test_table_prints_markup_literally() -> None:
+    text = _render([{"name": "[bold]x[/bold]", "emoji": ":smile:"}], "table")
+    assert "[bold]x[/bold]" in text
+    assert ":smile:" in text
+
+
+def test_table_never_emits_escape_sequences_from_data() -> None:
+    evil = "a\x1b[31mred\x1b]0;title\x07\x9b2J\rb\nc\x7f\u202e"
+    text = _render([{"name": evil}], "table", title=f"T{evil}")
+    for control in ("\x1b", "\x07", "\x9b", "\r", "\x7f", "\u202e"):
+        assert control not in text
+    assert "\\x1b[31mred" in text
+    assert "\\u202e" in text
+
+
+def test_table_without_colour_writes_no_escape_at_all() -> None:
+    text = _render(RECORDS, "table", title="Accounts")
+    assert "\x1b" not in text
+
+
+def test_table_single_is_field_value() -> None:
+    text = _render(RECORDS[0], "table", single=True, columns=[Column("last_name", "Last name"), "phone"])
+    assert "Field" in text
+    assert "Value" in text
+    assert "Last name" in text
+    assert "Dupont" in text
+    assert "+33612345678" in text
+    assert "JDU000042" not in text
+
+
+def test_table_to_stdout_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    render(RECORDS, "table")
+    captured = capsys.readouterr()
+    assert "JDU000042" in captured.out
+    assert captured.err == ""
+
+
+# ---- empty
+
+
+def test_empty_table_says_so_on_stderr_only(capsys: pytest.CaptureFixture[str]) -> None:
+    render([], "table", columns=["identifier"])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "No results.\n"
+
+
+def test_empty_json_is_an_empty_list(capsys: pytest.CaptureFixture[str]) -> None:
+    render([], "json", columns=["identifier"])
+    captured = capsys.readouterr()
+    assert captured.out == "[]\n"
+    assert json.loads(captured.out) == []
+    assert captured.err == ""
+
+
+def test_empty_csv_is_the_header_only(capsys: pytest.CaptureFixture[str]) -> None:
+    render(iter([]), "csv", columns=["identifier", Column("phone", "Phone")])
+    captured = capsys.readouterr()
+    assert captured.out == "identifier,phone\n"
+    assert captured.err == ""
+
+
+# ---- bad format
+
+
+@pytest.mark.parametrize("fmt", ["xml", "", "JSON"])
+def test_unknown_format_is_a_usage_error(fmt: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        render(RECORDS, fmt)
+    assert excinfo.value.exit_code == 2
+    assert FORMATS == ("table", "json", "csv")
+
+
+# ---- write_csv
+
+
+def test_write_csv_creates_a_private_file_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    count = write_csv(path, RECORDS, ["identifier", "phone", "last_name"], delimiter=";")
+    assert count == 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw.decode("utf-8-sig")
+    assert text == "identifier;phone;last_name\nJDU000042;'+33612345678;Dupont\nMAR000007;;Martin\n"
+
+
+def test_write_csv_tightens_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("old content that is longer than the new one\n" * 10)
+    path.chmod(0o644)
+    write_csv(str(path), [{"a": "é"}], ["a"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text(encoding="utf-8-sig") == "a\né\n"
+
+
+def test_write_csv_to_an_open_file() -> None:
+    buffer = io.StringIO()
+    write_csv(buffer, [{"a": "=1", "b": None}], [Column("a"), "b"])
+    assert buffer.getvalue() == "a,b\n'=1,\n"
+
+
+# ---- messages
+
+
+def test_error_prints_error_and_hint_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    output.error("No such account JDU000042.", hint="Run 'pepsctl accounts list'.")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "Error: No such account JDU000042.\nHint: Run 'pepsctl accounts list'.\n"
+
+
+def test_error_without_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    output.error("Broken.")
+    assert capsys.readouterr().err == "Error: Broken.\n"
+
+
+def test_messages_go_to_stderr_as_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    output.info("[bold]info[/bold]")
+    output.warn("careful")
+    output.success("done \x1b[2J")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "[bold]info[/bold]\nWarning: careful\ndone \\x1b[2J\n"
+
+
+def test_progress_disabled_is_a_no_op(capsys: pytest.CaptureFixture[str]) -> None:
+    with output.progress(10, "Importing", enabled=False) as advance:
+        advance(3)
+        advance(7)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
+
+
+def test_progress_without_a_terminal_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
+    with output.progress(None, "Importing", enabled=True) as advance:
+        advance(1)
+    assert capsys.readouterr().err == ""
+
+
+def test_is_interactive_is_false_under_pytest_capture() -> None:
+    assert output.is_interactive() is False
+
+
+# ---- cold start
+
+
+def test_importing_output_does_not_import_rich() -> None:
+    code = "import sys, pepsctl.output; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.stdout.strip() == "[]"
