@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from pepsctl import __version__, output
+import pepsctl
+from pepsctl import output
 from pepsctl.commands import (
     accounts,
     auth,
@@ -72,6 +73,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich-formatted help costs ~50 ms of start-up
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -79,7 +81,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"pepsctl {__version__}")
+        typer.echo(f"pepsctl {pepsctl.__version__}")
         raise typer.Exit()
 
 
@@ -109,6 +111,9 @@ def root(
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr, format="%(levelname)s %(message)s"
     )
+    source = ctx.get_parameter_source("store_url")
+    if source is not None and source.name == "ENVIRONMENT":
+        store_url = None  # PEPSCTL_STORE: config.choose_store reads it and reports the source as "env"
     ctx.obj = AppContext(store_option=store_url, profile_option=profile_name, verbose=verbose)
 
 

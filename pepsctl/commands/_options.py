@@ -106,3 +106,9 @@ def fields_of(view_class: type) -> list[str]:
     import dataclasses
 
     return [f.name for f in dataclasses.fields(view_class)]
+
+
+def sub_app(help: str, **kwargs) -> typer.Typer:
+    """A command group with the project's settings (plain help: fast start-up)."""
+    kwargs.setdefault("no_args_is_help", True)
+    return typer.Typer(help=help, rich_markup_mode=None, **kwargs)

@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import EstablishmentOpt, FormatOpt, YesOpt, confirm, fields_of, fmt, get_app
+from pepsctl.commands._options import EstablishmentOpt, FormatOpt, YesOpt, confirm, fields_of, fmt, get_app, sub_app
 from pepsctl.i18n import _
 
-app = typer.Typer(help=_("Nominative accounts: create, list, update, renew, delete."), no_args_is_help=True)
+app = sub_app(
+    _("Nominative accounts: create, list, update, renew, delete.\n\nExample: pepsctl accounts list --status locked")
+)
 
 LIST_COLUMNS = [
     "identifier",

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, PasswordStdinOpt, fmt, get_app, read_password
+from pepsctl.commands._options import FormatOpt, PasswordStdinOpt, fmt, get_app, read_password, sub_app
 from pepsctl.i18n import _
 
-password_app = typer.Typer(help=_("Set or change passwords."), no_args_is_help=True)
+password_app = sub_app(_("Set or change passwords.\n\nExample: pepsctl password set JDU000042 --code ABCD-EFGH-JKMN"))
 
 
 def register(root: typer.Typer) -> None:

@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fields_of, fmt, get_app
+from pepsctl.commands._options import FormatOpt, fields_of, fmt, get_app, sub_app
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _
 
-app = typer.Typer(help=_("Register establishments and manage their details."), no_args_is_help=True)
+app = sub_app(
+    _("Register establishments and manage their details.\n\nExample: pepsctl establishments show 21999001700010")
+)
 
 COLUMNS = [
     "siret",

@@ -8,13 +8,17 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import EstablishmentOpt, FormatOpt, fmt, get_app
+from pepsctl.commands._options import EstablishmentOpt, FormatOpt, fmt, get_app, sub_app
 from pepsctl.errors import CheckFailed, InvalidInput
 from pepsctl.i18n import _
 
-app = typer.Typer(
-    help=_("The audit trail: every change and every authentication event."),
+app = sub_app(
+    _(
+        "The audit trail: every change and every authentication event.\n\n"
+        "Example: pepsctl history --account JDU000042 --since 2025-07-01"
+    ),
     invoke_without_command=True,
+    no_args_is_help=False,
 )
 
 COLUMNS = ["id", "at", "actor", "establishment", "action", "target", "batch_id", "delegation_id", "before", "after"]
@@ -91,9 +95,12 @@ def verify(ctx: typer.Context, format: FormatOpt = None) -> None:
     if format is not None:
         output.render(result, fmt(format), single=True)
     if not result.ok:
-        where = _("event {id}").format(id=result.first_bad_id) if result.first_bad_id else _("the end of the trail")
+        if result.first_bad_id:
+            message = _("The audit trail is broken at event {id}: it {reason}.")
+        else:  # the reason is then a whole clause ("the newest events were removed")
+            message = _("The audit trail is broken at the end of the trail: {reason}.")
         raise CheckFailed(
-            _("The audit trail is broken at {where}: it {reason}.").format(where=where, reason=result.reason),
+            message.format(id=result.first_bad_id, reason=result.reason),
             hint=_("{n} events before it are intact. Restore the store from a backup.").format(n=result.checked),
         )
     output.success(_("The audit trail is intact ({n} events).").format(n=result.checked))

@@ -7,11 +7,16 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fmt, get_app
+from pepsctl.commands._options import FormatOpt, fmt, get_app, sub_app
 from pepsctl.errors import UsageError
 from pepsctl.i18n import _
 
-app = typer.Typer(help=_("Messages sent through the built-in outbox gateway (codes, e-mails)."), no_args_is_help=True)
+app = sub_app(
+    _(
+        "Messages sent through the built-in outbox gateway (codes, e-mails).\n\n"
+        "Example: pepsctl outbox list --to marie.durand@demoville.fr"
+    )
+)
 
 COLUMNS = ["id", "channel", "to", "subject", "code", "created_at"]
 

@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 
 from pepsctl import config, output
-from pepsctl.commands._options import FormatOpt, fmt, interactive
+from pepsctl.commands._options import FormatOpt, fmt, interactive, sub_app
 from pepsctl.errors import InvalidInput, UsageError
 from pepsctl.i18n import _
 
-app = typer.Typer(help=_("Named stores (local SQLite files or shared PostgreSQL servers)."), no_args_is_help=True)
+app = sub_app(_("Named stores (local SQLite files or shared PostgreSQL servers).\n\nExample: pepsctl profile list"))
 
 
 def register(root: typer.Typer) -> None:

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fmt, get_app
+from pepsctl.commands._options import FormatOpt, fmt, get_app, sub_app
 from pepsctl.i18n import _
 
-store_app = typer.Typer(help=_("The store's schema: status and upgrade."), no_args_is_help=True)
+store_app = sub_app(_("The store's schema: status and upgrade.\n\nExample: pepsctl store status --format json"))
 
 
 def register(root: typer.Typer) -> None:

@@ -106,6 +106,8 @@ def insert_account(
 ) -> tuple[Account, codes.IssuedCode]:
     """Insert a validated account, issue its activation code and e-mail it. Shared with registration."""
     assert establishment.id is not None
+    # Serialise creations in this establishment so that two concurrent ones cannot both pass the check.
+    queries.lock_establishment(env.session, establishment.id)
     duplicate = env.session.scalars(
         select(Account.identifier)
         .where(col(Account.establishment_id) == establishment.id)
@@ -364,7 +366,8 @@ def renew(env: Env, identifiers: list[str]) -> list[AccountView]:
     if not identifiers:
         raise InvalidInput(_("Give at least one account identifier."))
     now = clock.now()
-    loaded = [load(env, identifier, "account.renew") for identifier in dict.fromkeys(identifiers)]
+    unique = dict.fromkeys(v.normalize_identifier(identifier) for identifier in identifiers)
+    loaded = [load(env, identifier, "account.renew") for identifier in unique]
     views = []
     for account, establishment in loaded:
         if account.activated_at is None:

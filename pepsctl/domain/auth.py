@@ -46,7 +46,10 @@ def token_hash(token: str) -> str:
 def _bad_credentials() -> BadCredentials:
     return BadCredentials(
         _("Unknown identifier or wrong password."),
-        hint=_("Forgot it? Ask an administrator, or reset it when recovery is available."),
+        hint=_(
+            "New account? Set your first password with 'pepsctl password set IDENTIFIER --code CODE' "
+            "from the activation e-mail. Forgot it? Ask an administrator."
+        ),
         persist=True,
     )
 
@@ -288,6 +291,12 @@ def set_password(env: Env, identifier: str, code: str, password: str) -> Session
         raise _bad_code()
     establishment = env.session.get(Establishment, account.establishment_id)
     assert establishment is not None and account.id is not None
+    used = codes.consume(env, account.id, (codes.ACTIVATION, codes.RESET), normalized)
+    if used is None:
+        record_failure(env, account, establishment.siret, "code")
+        raise _bad_code()
+    # Checked only once the code is known good: before, a refusal would tell that the identifier
+    # exists (and whose names it has). A refusal rolls back, so the code stays usable.
     v.validate_password(
         password,
         context_words=(
@@ -298,10 +307,8 @@ def set_password(env: Env, identifier: str, code: str, password: str) -> Session
             account.email.split("@")[0],
         ),
     )
-    used = codes.consume(env, account.id, (codes.ACTIVATION, codes.RESET), normalized)
-    if used is None:
-        record_failure(env, account, establishment.siret, "code")
-        raise _bad_code()
+    if env.actor is None:
+        env.label = account.identifier
     now = clock.now()
     first_activation = account.activated_at is None
     account.password_hash = passwords.hash_password(password)

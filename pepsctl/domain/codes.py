@@ -91,14 +91,20 @@ def issue(env: Env, account_id: int, purpose: str, *, code: str, lifetime: timed
 
 
 def invalidate(env: Env, account_id: int, purpose: str) -> None:
-    env.session.execute(
+    """Invalidate the open codes of that purpose, and blank their outbox copies."""
+    from pepsctl.domain.notify import blank_code
+
+    ids = env.session.execute(
         update(OneTimeCode)
         .where(col(OneTimeCode.account_id) == account_id)
         .where(col(OneTimeCode.purpose) == purpose)
         .where(col(OneTimeCode.used_at).is_(None))
         .where(col(OneTimeCode.invalidated_at).is_(None))
         .values(invalidated_at=clock.now())
-    )
+        .returning(OneTimeCode.id)
+    ).scalars()
+    for code_id in list(ids):
+        blank_code(env.session, code_id)
 
 
 def consume(env: Env, account_id: int, purposes: tuple[str, ...], code: str) -> int | None:

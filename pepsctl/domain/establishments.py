@@ -84,6 +84,8 @@ def register(env: Env, new: NewEstablishment) -> RegistrationView:
             hint=_("Ask one of its administrators for an account: {names}.").format(names=", ".join(names) or "-"),
             persist=True,
         )
+    if env.actor is None and env.label is None:
+        env.label = f"registrant:{email}"
     now = clock.now()
     establishment = Establishment(
         siret=siret,
@@ -109,7 +111,6 @@ def register(env: Env, new: NewEstablishment) -> RegistrationView:
         target=siret,
         establishment=siret,
         after={"name": name, "path": via, "funds": [f.fund for f in funds]},
-        actor=f"registrant:{email}",
     )
     account, code = accounts.insert_account(
         env,

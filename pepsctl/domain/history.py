@@ -156,7 +156,7 @@ def list_events(env: Env, filters: HistoryFilter) -> list[EventView]:
         query = query.where((col(AuditEvent.target) == filters.account) | (col(AuditEvent.actor) == filters.account))
     if filters.action:
         if filters.action.endswith("*"):
-            query = query.where(col(AuditEvent.action).startswith(filters.action[:-1]))
+            query = query.where(col(AuditEvent.action).startswith(filters.action[:-1], autoescape=True))
         else:
             query = query.where(col(AuditEvent.action) == filters.action)
     if filters.since:

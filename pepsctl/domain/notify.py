@@ -131,9 +131,24 @@ def send_email(session: Session, gateway: Gateway, to: str, subject: str, body: 
     gateway.deliver(session, Message(channel="email", to=to, subject=subject, body=body, **code))
 
 
+BLANKED = "[blanked]"
+
+
+def _blanked_values() -> dict:
+    """code NULL, and the code taken out of the body too (SET sees the row's old values)."""
+    from sqlalchemy import func
+
+    return {"code": None, "body": func.replace(col(OutboxMessage.body), col(OutboxMessage.code), BLANKED)}
+
+
 def blank_code(session: Session, code_id: int) -> None:
     """Blank the outbox copy of a code once it has been used or invalidated."""
-    session.exec(update(OutboxMessage).where(col(OutboxMessage.code_id) == code_id).values(code=None))
+    session.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.code_id) == code_id)
+        .where(col(OutboxMessage.code).is_not(None))
+        .values(**_blanked_values())
+    )
 
 
 def blank_expired_codes(session: Session) -> None:
@@ -141,7 +156,7 @@ def blank_expired_codes(session: Session) -> None:
         update(OutboxMessage)
         .where(col(OutboxMessage.code).is_not(None))
         .where(col(OutboxMessage.code_expires_at) <= clock.now())
-        .values(code=None)
+        .values(**_blanked_values())
     )
 
 

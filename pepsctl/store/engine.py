@@ -55,7 +55,7 @@ def parse_store_url(raw: str) -> StoreUrl:
         return StoreUrl(url, "sqlite", str(path))
     try:
         url = make_url(raw)
-    except exc.ArgumentError as error:
+    except (exc.ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise InvalidInput(
             _("Cannot read the store URL {url!r}.").format(url=_redact(raw)),
             field="store",

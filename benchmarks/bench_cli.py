@@ -1,0 +1,85 @@
+"""Start-up and listing times of the real CLI, as medians over repeated subprocess runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def timed(cmd: list[str], env: dict[str, str], runs: int, stdin: str | None = None) -> tuple[float, float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, input=stdin, text=True, capture_output=True, check=True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000, min(samples) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--accounts", type=int, default=2000, help="accounts added to the demo establishment")
+    parser.add_argument("--store", help="store URL (default: a temporary SQLite file)")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pepsctl-bench-"))
+    env = dict(os.environ)
+    env.update(
+        PEPSCTL_CONFIG_DIR=str(tmp / "config"),
+        PEPSCTL_DATA_DIR=str(tmp / "data"),
+        PEPSCTL_STATE_DIR=str(tmp / "state"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        PEPSCTL_OUTBOX="1",
+    )
+    store = args.store or f"sqlite:///{tmp / 'bench.db'}"
+    env["PEPSCTL_STORE"] = store
+    pepsctl = [sys.executable, "-m", "pepsctl"]
+
+    rows = []
+    rows.append(("pepsctl --help", *timed([*pepsctl, "--help"], env, args.runs)))
+    rows.append(("pepsctl --version", *timed([*pepsctl, "--version"], env, args.runs)))
+    rows.append(("pepsctl accounts create --help", *timed([*pepsctl, "accounts", "create", "--help"], env, args.runs)))
+
+    subprocess.run([*pepsctl, "init", "--demo"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*pepsctl, "login", "MDU000001", "--password-stdin"],
+        env=env,
+        input="jardin-des-plantes-demo\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    rows.append(("accounts list (demo, 13 accounts)", *timed([*pepsctl, "accounts", "list"], env, args.runs)))
+
+    from benchmarks.generate import add_accounts
+    from pepsctl.domain.demo import DEMO_SIRET
+    from pepsctl.store.engine import create_store_engine, parse_store_url
+
+    engine = create_store_engine(parse_store_url(store))
+    start = time.perf_counter()
+    add_accounts(engine, DEMO_SIRET, args.accounts)
+    insert_ms = (time.perf_counter() - start) * 1000
+    engine.dispose()
+    rows.append((f"generate {args.accounts} accounts (one executemany)", insert_ms, insert_ms))
+    n = args.accounts + 13
+    rows.append((f"accounts list ({n} accounts, table)", *timed([*pepsctl, "accounts", "list"], env, 7)))
+    rows.append((f"accounts list ({n} accounts, json)", *timed([*pepsctl, "accounts", "list", "-f", "json"], env, 7)))
+
+    print(f"store: {parse_store_url(store).dialect}, python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print("| scenario | median ms | min ms |")
+    print("|---|---:|---:|")
+    for name, median, low in rows:
+        print(f"| {name} | {median:.0f} | {low:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
