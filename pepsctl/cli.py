@@ -17,9 +17,12 @@ from pepsctl import output
 from pepsctl.commands import (
     accounts,
     auth,
+    batches,
     establishments,
     history,
+    me,
     outbox,
+    phones,
     profile,
     store,
 )
@@ -123,6 +126,9 @@ auth.register(app)
 app.add_typer(establishments.app, name="establishments")
 app.add_typer(accounts.app, name="accounts")
 history.register(app)
+phones.register(app)
+batches.register(app)
+me.register(app)
 app.add_typer(outbox.app, name="outbox")
 
 

@@ -102,11 +102,17 @@ class Profile:
     store: str
     outbox: bool = False
     smtp: SmtpSettings | None = None
+    sms_command: str | None = None
+    sms_url: str | None = None
 
     def to_toml(self) -> dict[str, Any]:
         data: dict[str, Any] = {"store": self.store}
         if self.outbox:
             data["outbox"] = True
+        if self.sms_command:
+            data["sms_command"] = self.sms_command
+        if self.sms_url:
+            data["sms_url"] = self.sms_url
         if self.smtp is not None:
             data["smtp"] = {
                 "host": self.smtp.host,
@@ -144,6 +150,8 @@ class ProfileFile:
                 name=name,
                 store=str(raw.get("store", "")),
                 outbox=bool(raw.get("outbox", False)),
+                sms_command=raw.get("sms_command"),
+                sms_url=raw.get("sms_url"),
                 smtp=SmtpSettings(
                     host=str(smtp["host"]),
                     port=int(smtp.get("port", 587)),

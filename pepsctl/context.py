@@ -70,14 +70,21 @@ class AppContext:
         return self._engine
 
     def gateway(self) -> Gateway:
+        """E-mails by SMTP when configured, SMS/voice by the profile's provider when configured,
+        the rest through the outbox where it is allowed (a local store, or an explicit opt-in)."""
+        import shlex
+
         from pepsctl.domain import notify
 
         profile = self.choice.profile
+        fallback: Gateway = notify.OutboxGateway() if self.outbox_allowed else notify.RefusingGateway()
+        email: Gateway = fallback
+        phone: Gateway = fallback
         if profile is not None and profile.smtp is not None:
             from pepsctl import secrets
 
             smtp = profile.smtp
-            return notify.SmtpGateway(
+            email = notify.SmtpGateway(
                 host=smtp.host,
                 port=smtp.port,
                 sender=smtp.sender,
@@ -85,9 +92,13 @@ class AppContext:
                 password=secrets.get_token(f"smtp:{smtp.host}:{smtp.user}") if smtp.user else None,
                 starttls=smtp.starttls,
             )
-        if self.outbox_allowed:
-            return notify.OutboxGateway()
-        return notify.RefusingGateway()
+        if profile is not None and (profile.sms_command or profile.sms_url):
+            phone = notify.PhoneGateway(
+                command=shlex.split(profile.sms_command) if profile.sms_command else None, url=profile.sms_url
+            )
+        if email is phone:
+            return email
+        return notify.RoutingGateway(email=email, phone=phone)
 
     @property
     def outbox_allowed(self) -> bool:
@@ -98,7 +109,9 @@ class AppContext:
         return config.env_flag(config.ENV_OUTBOX) or bool(profile and profile.outbox)
 
     @contextlib.contextmanager
-    def env(self, *, auth: bool = True, create: bool = False, check_schema: bool = True) -> Iterator[Env]:
+    def env(
+        self, *, auth: bool = True, create: bool = False, check_schema: bool = True, otp: str | None = None
+    ) -> Iterator[Env]:
         """One transaction: committed when the block succeeds, rolled back when it fails.
 
         A :class:`PepsError` with ``persist`` (a refusal or failed login that must stay in the
@@ -113,7 +126,7 @@ class AppContext:
         gateway = self.gateway()
         with translate_errors(self.store), Session(engine, expire_on_commit=False) as session:
             session.begin()
-            env = Env(session=session, gateway=gateway)
+            env = Env(session=session, gateway=gateway, otp=otp)
             try:
                 if auth:
                     env.actor = self._resolve_actor(env)
@@ -138,6 +151,9 @@ class AppContext:
         token = secrets.get_token(self.token_name)
         return auth.resolve_session(env, token)
 
+    def trust_name(self, identifier: str) -> str:
+        return f"trust:{self.store.display}:{identifier.strip().upper()}"
+
     # -- session tokens -------------------------------------------------------------------------
     def save_token(self, token: str) -> None:
         from pepsctl import secrets
@@ -148,6 +164,16 @@ class AppContext:
         from pepsctl import secrets
 
         return secrets.get_token(self.token_name)
+
+    def load_secret(self, name: str) -> str | None:
+        from pepsctl import secrets
+
+        return secrets.get_token(name)
+
+    def keep_secret(self, name: str, value: str) -> None:
+        from pepsctl import secrets
+
+        secrets.set_token(name, value)
 
     def forget_token(self) -> None:
         from pepsctl import secrets

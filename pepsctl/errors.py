@@ -91,6 +91,10 @@ class OtpRequired(AuthError):
     """A one-time code is needed to complete the operation."""
 
 
+class PhoneRequired(AuthError):
+    """The account has no phone for one-time codes: one must be given (``login --phone``)."""
+
+
 class PermissionDenied(PepsError):
     """Not an administrator, outside your establishment, no accepted delegation."""
 

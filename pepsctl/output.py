@@ -51,6 +51,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 
+from pepsctl.csvsafe import neutralise, unneutralise
 from pepsctl.i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -126,32 +127,7 @@ def _safe_message(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Spreadsheet neutralisation
 
-_FORMULA_STARTS = frozenset("=+-@\t\r\n")
-
-
-def _quoted_formula(text: str) -> bool:
-    """True when ``text`` is zero or more ``'`` followed by a character a spreadsheet evaluates."""
-    stripped = text.lstrip("'")
-    return bool(stripped) and stripped[0] in _FORMULA_STARTS
-
-
-def neutralise(text: str) -> str:
-    """Make ``text`` safe for a spreadsheet cell: prefix ``'`` when it starts with ``= + - @``, TAB, CR, LF.
-
-    Text that already starts with quotes followed by one of those characters (``'=x``) gets one
-    more quote too, so that :func:`unneutralise` gives back exactly the original for every text.
-    """
-    return "'" + text if _quoted_formula(text) else text
-
-
-def unneutralise(text: str) -> str:
-    """Undo :func:`neutralise`: strip exactly one leading ``'`` when what follows is a neutralised start.
-
-    ``"'+33612345678"`` becomes ``"+33612345678"``; ``"'abc"`` is left alone.
-    """
-    if text.startswith("'") and _quoted_formula(text[1:]):
-        return text[1:]
-    return text
+# neutralise/unneutralise live in pepsctl.csvsafe (the CSV reader of the domain uses them too).
 
 
 # --------------------------------------------------------------------------------------------------

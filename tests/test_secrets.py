@@ -101,11 +101,19 @@ def headless(store_url, tmp_path) -> dict[str, str]:
     return env
 
 
+def last_sms_code(env: dict[str, str]) -> str:
+    """The newest one-time code sent by SMS, read from the outbox in a subprocess."""
+    outbox = run(env, "outbox", "list", "--format", "json")
+    assert outbox.returncode == 0, outbox.stderr
+    codes = [m["code"] for m in json.loads(outbox.stdout) if m["channel"] == "sms" and m["code"]]
+    assert codes, outbox.stdout
+    return codes[-1]
+
+
 def test_without_keyring_init_and_login_work_with_a_0600_token_file(headless):
     result = run(headless, "init")
     assert result.returncode == 0, result.stderr
-    registration = run(
-        headless,
+    register_args = (
         "establishments",
         "register",
         "--siret",
@@ -127,6 +135,10 @@ def test_without_keyring_init_and_login_work_with_a_0600_token_file(headless):
         "--format",
         "json",
     )
+    # Registration first sends a one-time code to the phone (exit 6); the same command with it completes.
+    registration = run(headless, *register_args)
+    assert registration.returncode == 6, registration.stderr
+    registration = run(headless, *register_args, "--otp", last_sms_code(headless))
     assert registration.returncode == 0, registration.stderr
     identifier = json.loads(registration.stdout)["administrator"]
     outbox = run(headless, "outbox", "list", "--to", EMAIL, "--format", "json")
@@ -138,7 +150,13 @@ def test_without_keyring_init_and_login_work_with_a_0600_token_file(headless):
 
     token_file = Path(headless[config.ENV_STATE_DIR]) / "tokens.json"
     assert not token_file.exists()
+    # The first login on this workstation sends a one-time code (exit 6); the same command with it completes.
     login = run(headless, "login", identifier, "--password-stdin", input=PASSWORD + "\n")
+    assert login.returncode == 6, login.stderr
+    assert "Traceback" not in login.stderr
+    login = run(
+        headless, "login", identifier, "--password-stdin", "--otp", last_sms_code(headless), input=PASSWORD + "\n"
+    )
     assert login.returncode == 0, login.stderr
     assert login.stdout == ""
     warnings = [line for line in login.stderr.splitlines() if "keyring" in line.lower()]
@@ -148,9 +166,13 @@ def test_without_keyring_init_and_login_work_with_a_0600_token_file(headless):
 
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(token_file.parent.stat().st_mode) & 0o077 == 0
-    ((name, token),) = json.loads(token_file.read_text(encoding="utf-8")).items()
-    assert name.startswith("session:")
-    assert len(token) >= 43
+    # The session token and the workstation trust token, both in the file.
+    tokens = json.loads(token_file.read_text(encoding="utf-8"))
+    assert sorted(name.split(":")[0] for name in tokens) == ["session", "trust"]
+    assert all(len(token) >= 43 for token in tokens.values())
+    trust = {name: token for name, token in tokens.items() if name.startswith("trust:")}
+    ((trust_name, _trust_token),) = trust.items()
+    assert trust_name.endswith(f":{identifier}")
 
     whoami = run(headless, "whoami", "--format", "json")
     assert whoami.returncode == 0, whoami.stderr
@@ -161,12 +183,15 @@ def test_without_keyring_init_and_login_work_with_a_0600_token_file(headless):
     logout = run(headless, "logout")
     assert logout.returncode == 0, logout.stderr
     assert logout.stderr.splitlines()[-1] == "Logged out."
-    assert json.loads(token_file.read_text(encoding="utf-8")) == {}
+    assert json.loads(token_file.read_text(encoding="utf-8")) == trust  # the session is gone; the trust stays
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     after = run(headless, "whoami")
     assert after.returncode == 6
     assert after.stdout == ""
     assert "Error: You are not logged in to this store." in after.stderr
+    # The trust read back from the file: the next login on this workstation needs no code.
+    again = run(headless, "login", identifier, "--password-stdin", input=PASSWORD + "\n")
+    assert again.returncode == 0, again.stderr
 
 
 # -- session tokens in-process -------------------------------------------------------------------

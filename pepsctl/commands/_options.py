@@ -83,15 +83,15 @@ def confirm(question: str, *, yes: bool) -> None:
         raise ConfirmationRefused(_("Cancelled: nothing was changed."))
 
 
-def read_password(*, stdin: bool, prompt: str, confirm_twice: bool = False) -> str:
-    """A password from --password-stdin, PEPSCTL_PASSWORD, or a hidden prompt on a terminal."""
+def read_password(*, stdin: bool, prompt: str, confirm_twice: bool = False, env: bool = True) -> str:
+    """A password from --password-stdin, PEPSCTL_PASSWORD (when ``env``), or a hidden prompt on a terminal."""
     if stdin:
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
         if not password:
             raise UsageError(_("No password on standard input."))
         return password
-    if value := os.environ.get(config.ENV_PASSWORD):
+    if env and (value := os.environ.get(config.ENV_PASSWORD)):
         return value
     if not interactive():
         raise UsageError(
@@ -112,3 +112,43 @@ def sub_app(help: str, **kwargs) -> typer.Typer:
     """A command group with the project's settings (plain help: fast start-up)."""
     kwargs.setdefault("no_args_is_help", True)
     return typer.Typer(help=help, rich_markup_mode=None, **kwargs)
+
+
+def otp_or_totp(otp: str | None) -> str | None:
+    """The code given with --otp/PEPSCTL_OTP, else one computed from PEPSCTL_TOTP_SECRET (CI)."""
+    if otp == "":
+        # An empty --otp (e.g. --otp "$CODE" with CODE unset) must not be read as "send me a new
+        # code": that would invalidate the pending code and cost an SMS.
+        raise UsageError(
+            _("--otp was given an empty value."),
+            hint=_("Give the 6-digit code, or leave --otp out to receive a new one."),
+        )
+    if otp:
+        return otp
+    if secret := os.environ.get(config.ENV_TOTP_SECRET):
+        from pepsctl.domain import totp
+
+        return totp.current_code(secret)
+    return None
+
+
+def run(app_: AppContext, operation, *, otp: str | None = None, auth: bool = True):
+    """Run ``operation(env)`` in one transaction; when it needs a one-time code, ask on a terminal.
+
+    Without a terminal the OtpRequired error (exit 6) says where the code went; the same command
+    repeated with --otp CODE completes. On a terminal the code is asked and the operation runs again.
+    """
+    from pepsctl import output
+    from pepsctl.errors import OtpRequired
+
+    code = otp_or_totp(otp)
+    for _attempt in range(4):
+        try:
+            with app_.env(auth=auth, otp=code) as env:
+                return operation(env)
+        except OtpRequired as needed:
+            if not interactive():
+                raise
+            output.info(needed.message)
+            code = typer.prompt(_("One-time code"), err=True).strip()
+    raise UsageError(_("Too many codes asked in one command."))

@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import EstablishmentOpt, FormatOpt, YesOpt, confirm, fields_of, fmt, get_app, sub_app
+from pepsctl.commands._options import (
+    EstablishmentOpt,
+    FormatOpt,
+    OtpOpt,
+    YesOpt,
+    confirm,
+    fields_of,
+    fmt,
+    get_app,
+    run,
+    sub_app,
+)
 from pepsctl.i18n import _
 
 app = sub_app(
@@ -52,9 +63,12 @@ def create(
         str | None, typer.Option("--function", help=_("Function or service."), show_default=False)
     ] = None,
     establishment: EstablishmentOpt = None,
+    otp: OtpOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Create a nominative account; the agent gets an activation e-mail (valid 15 days).
+
+    A sensitive action: without a session stepped up by a code, a one-time code is sent to your phone.
 
     Example: pepsctl accounts create --profile user --civility MME --last-name Dupont
     --first-name Jeanne --email jeanne.dupont@mairie.fr --phone "06 12 34 56 78"
@@ -72,8 +86,7 @@ def create(
         function=function,
         establishment=establishment,
     )
-    with get_app(ctx).env() as env:
-        view = accounts.create(env, new)
+    view = run(get_app(ctx), lambda env: accounts.create(env, new), otp=otp)
     output.render(view, fmt(format), single=True, title=_("Account created"))
     output.info(_("Hand the identifier {identifier} to the agent.").format(identifier=view.identifier))
 
@@ -137,6 +150,7 @@ def update(
     clear_phone: Annotated[bool, typer.Option("--clear-phone", help=_("Remove the phone number."))] = False,
     function: Annotated[str | None, typer.Option("--function", show_default=False)] = None,
     clear_function: Annotated[bool, typer.Option("--clear-function", help=_("Remove the function."))] = False,
+    otp: OtpOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Change an account's details or profile; demoting the last administrator is refused.
@@ -157,8 +171,7 @@ def update(
         function=function,
         clear_function=clear_function,
     )
-    with get_app(ctx).env() as env:
-        view = accounts.update(env, identifier, changes)
+    view = run(get_app(ctx), lambda env: accounts.update(env, identifier, changes), otp=otp)
     output.render(view, fmt(format), single=True, title=_("Account"))
 
 
@@ -217,3 +230,23 @@ def expiring(
     with get_app(ctx).env() as env:
         views = accounts.expiring(env, within_days=within, siret=establishment)
     output.render(views, fmt(format), columns=_fields(), table_columns=LIST_COLUMNS, title=_("Accounts expiring"))
+
+
+@app.command("unlock")
+def unlock(ctx: typer.Context, identifier: IdArg, yes: YesOpt = False, format: FormatOpt = None) -> None:
+    """Unlock a locked account of your establishment; the agent then sets a new password from an e-mailed code.
+
+    Example: pepsctl accounts unlock JDU000042 --yes
+    """
+    from pepsctl.domain import accounts
+
+    confirm(_("Unlock account {identifier}?").format(identifier=identifier), yes=yes)
+    with get_app(ctx).env() as env:
+        view = accounts.unlock(env, identifier)
+    if format is not None:
+        output.render(view, fmt(format), single=True)
+    output.success(
+        _("Unlocked {identifier}: a code to set a new password was e-mailed to {email}.").format(
+            identifier=view.identifier, email=view.email
+        )
+    )

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Annotated
 
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, PasswordStdinOpt, fmt, get_app, read_password, sub_app
+from pepsctl.commands._options import (
+    FormatOpt,
+    OtpOpt,
+    PasswordStdinOpt,
+    fmt,
+    get_app,
+    interactive,
+    read_password,
+    run,
+    sub_app,
+)
+from pepsctl.config import ENV_TOTP_SECRET
+from pepsctl.errors import PhoneRequired
 from pepsctl.i18n import _
 
 password_app = sub_app(_("Set or change passwords.\n\nExample: pepsctl password set JDU000042 --code ABCD-EFGH-JKMN"))
@@ -24,19 +38,47 @@ def login(
     ctx: typer.Context,
     identifier: Annotated[str, typer.Argument(help=_("Your account identifier, e.g. JDU000042."))],
     password_stdin: PasswordStdinOpt = False,
+    otp: OtpOpt = None,
+    use_totp: Annotated[
+        bool, typer.Option("--totp", help=_("Use your authenticator app's code instead of SMS or voice."))
+    ] = False,
+    phone: Annotated[
+        str | None,
+        typer.Option("--phone", help=_("Your personal phone, if your account has none yet."), show_default=False),
+    ] = None,
     format: FormatOpt = None,
 ) -> None:
-    """Log in to the store and keep the session in the OS keyring.
+    """Log in: password, then a one-time code at the first login and every 7 days on this workstation.
 
-    Example: echo "$PASSWORD" | pepsctl login JDU000042 --password-stdin
+    Without a terminal, the first call sends the code and exits 6; the same call with --otp CODE
+    completes. The session lives in the OS keyring.
+
+    Example: echo "$PASSWORD" | pepsctl login JDU000042 --password-stdin --otp 123456
     """
     from pepsctl.domain import auth
 
     app = get_app(ctx)
     password = read_password(stdin=password_stdin, prompt=_("Password"))
-    with app.env(auth=False) as env:
-        result = auth.login(env, identifier, password)
+    trust_name = app.trust_name(identifier)
+    request = auth.LoginRequest(
+        identifier=identifier,
+        password=password,
+        # A script that gives an authenticator secret (PEPSCTL_TOTP_SECRET) means the app, not SMS.
+        use_totp=use_totp or (not otp and bool(os.environ.get(ENV_TOTP_SECRET))),
+        trust_token=app.load_secret(trust_name),
+        phone=phone,
+    )
+    try:
+        result = run(app, lambda env: auth.login(env, dataclasses.replace(request, otp=env.otp)), otp=otp, auth=False)
+    except PhoneRequired as needed:
+        if phone or not interactive():
+            raise
+        output.info(needed.message)
+        request = dataclasses.replace(request, phone=typer.prompt(_("Your personal phone number"), err=True))
+        result = run(app, lambda env: auth.login(env, dataclasses.replace(request, otp=env.otp)), otp=otp, auth=False)
     app.save_token(result.token)
+    if result.trust_token:
+        app.keep_secret(trust_name, result.trust_token)
     if format is None:
         output.success(
             _("Logged in as {identifier} ({establishment}) until {until:%Y-%m-%d %H:%M} UTC at the latest.").format(
@@ -99,3 +141,49 @@ def set_password(
     output.success(
         _("Password set. Log in with 'pepsctl login {identifier}'.").format(identifier=identifier.strip().upper())
     )
+
+
+@password_app.command("forgot")
+def forgot(
+    ctx: typer.Context,
+    identifier: Annotated[str, typer.Argument(help=_("Your account identifier."))],
+    email: Annotated[str, typer.Option("--email", help=_("The e-mail address of the account."))],
+) -> None:
+    """Ask for a reset code by e-mail (valid 24 hours); the answer is the same whether or not they match.
+
+    Example: pepsctl password forgot JDU000042 --email jeanne.dupont@mairie.fr
+    """
+    from pepsctl.domain import auth
+
+    with get_app(ctx).env(auth=False) as env:
+        auth.forgot(env, identifier, email)
+    output.success(
+        _(
+            "If this identifier and e-mail match an account, a reset code was sent to that e-mail. "
+            "Then: pepsctl password set IDENTIFIER --code CODE"
+        )
+    )
+
+
+@password_app.command("change")
+def change(
+    ctx: typer.Context,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help=_("Read the current password, then the new one, from two lines of standard input.")
+        ),
+    ] = False,
+    otp: OtpOpt = None,
+) -> None:
+    """Change your password: the current one and a one-time code; ends your other sessions.
+
+    Example: printf '%s\\n%s\\n' "$OLD" "$NEW" | pepsctl password change --password-stdin --otp 123456
+    """
+    from pepsctl.domain import auth
+
+    app = get_app(ctx)
+    current = read_password(stdin=password_stdin, prompt=_("Current password"))
+    new = read_password(stdin=password_stdin, prompt=_("New password"), confirm_twice=True, env=False)
+    run(app, lambda env: auth.change_password(env, current, new), otp=otp)
+    output.success(_("Password changed; your other sessions and trusted workstations were ended."))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fields_of, fmt, get_app, sub_app
+from pepsctl.commands._options import FormatOpt, OtpOpt, fields_of, fmt, get_app, run, sub_app
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _
 
@@ -71,12 +71,14 @@ def register(
     admin_function: Annotated[
         str | None, typer.Option("--admin-function", help=_("Function or service."), show_default=False)
     ] = None,
+    otp: OtpOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Register an establishment; you become its first administrator.
 
-    An e-mail with an activation code (valid 15 days) is sent to --admin-email; set your password
-    with 'pepsctl password set'.
+    A sensitive action: a one-time code is first sent to --admin-phone (without a terminal the
+    command exits 6; run it again with --otp CODE). Then an e-mail with an activation code (valid
+    15 days) is sent to --admin-email; set your password with 'pepsctl password set'.
 
     Example: pepsctl establishments register --siret 21999001700010 --name "Mairie de Démoville"
     --fund CNRACL=C-75-004213 --admin-civility MME --admin-last-name Durand --admin-first-name Marie
@@ -99,8 +101,7 @@ def register(
             function=admin_function,
         ),
     )
-    with get_app(ctx).env(auth=False) as env:
-        result = establishments.register(env, new)
+    result = run(get_app(ctx), lambda env: establishments.register(env, new), otp=otp, auth=False)
     output.render(result, fmt(format), single=True, title=_("Registered"))
     output.info(
         _("An activation code was sent to {email}. Then: pepsctl password set {identifier} --code CODE").format(

@@ -51,9 +51,10 @@ def init(
         else:
             output.info(_("The demo establishment {siret} is already there.").format(siret=result.siret))
         output.info(
-            _("Log in as its administrator:\n  echo '{password}' | pepsctl login {identifier} --password-stdin").format(
-                password=result.password, identifier=result.administrator
-            )
+            _(
+                "Log in as its administrator, with its password and its authenticator app's secret:\n"
+                "  echo '{password}' | PEPSCTL_TOTP_SECRET={secret} pepsctl login {identifier} --password-stdin --totp"
+            ).format(password=result.password, secret=result.totp_secret, identifier=result.administrator)
         )
     else:
         output.info(_("Next: register your establishment with 'pepsctl establishments register --help'."))

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from pepsctl import clock
-from pepsctl.domain import authz, codes, history, notify
+from pepsctl.domain import authz, codes, history, lockout, notify, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, USER, Env
 from pepsctl.domain.models import AccountChanges, AccountFilter, AccountView, NewAccount
@@ -185,21 +185,18 @@ def insert_account(
 
 def create(env: Env, new: NewAccount) -> AccountView:
     """Create a nominative account in the actor's establishment (or the one named, if allowed)."""
-    actor = env.require_actor()
     establishment = resolve_establishment(env, new.establishment, "account.create")
     phone = v.normalize_phone(new.phone) if new.phone else None
-    account, _code = insert_account(
-        env,
-        establishment,
-        profile=validate_profile(new.profile),
-        civility=v.normalize_civility(new.civility),
-        last_name=v.normalize_name(new.last_name, "last_name"),
-        first_name=v.normalize_name(new.first_name, "first_name"),
-        email=v.normalize_email(new.email),
-        phone=phone,
-        function=v.normalize_function(new.function),
-    )
-    del actor
+    values = {
+        "profile": validate_profile(new.profile),
+        "civility": v.normalize_civility(new.civility),
+        "last_name": v.normalize_name(new.last_name, "last_name"),
+        "first_name": v.normalize_name(new.first_name, "first_name"),
+        "email": v.normalize_email(new.email),
+        "function": v.normalize_function(new.function),
+    }
+    stepup.require(env, "account.create")
+    account, _code = insert_account(env, establishment, phone=phone, **values)
     return view(account, establishment.siret, clock.now(), full_phone=True)
 
 
@@ -341,6 +338,9 @@ def update(env: Env, identifier: str, changes: AccountChanges) -> AccountView:
     now = clock.now()
     if not changed:
         return view(account, establishment.siret, now, full_phone=True)
+    contact = {"email", "phone"} & set(changed)
+    if contact:
+        stepup.require(env, "account.update.contact")
     if changed.get("profile") == USER:
         guard_last_admin(env, establishment, account, _("demote it"))
     before = snapshot(account)
@@ -350,6 +350,10 @@ def update(env: Env, identifier: str, changes: AccountChanges) -> AccountView:
     env.session.add(account)
     env.session.flush()
     after = snapshot(account)
+    if contact:
+        notify_contact_change(env, account, before, sorted(contact))
+    if "phone" in contact:
+        lockout.revoke_sessions(env, account.id)
     history.record(
         env,
         "account.update",
@@ -415,3 +419,52 @@ def delete(env: Env, identifier: str) -> AccountView:
     env.session.delete(account)
     env.session.flush()
     return result
+
+
+def notify_contact_change(env: Env, account: Account, before: dict[str, object], fields: list[str]) -> None:
+    """E-mail the person (at the old address too, when it changed) that their contact details changed."""
+    masked = {"phone": v.mask_phone(account.phone) or "-", "email": account.email}
+    lines = "\n".join(f"  {field}: {masked[field]}" for field in fields)
+    addresses = {account.email}
+    if "email" in fields and isinstance(before.get("email"), str):
+        addresses.add(str(before["email"]))
+    for address in sorted(addresses):
+        notify.send_email(
+            env.session,
+            env.gateway,
+            to=address,
+            subject=_("Your PEP's contact details changed"),
+            body=_(
+                "The contact details of your account {identifier} changed:\n{lines}\n"
+                "If this was not expected, tell your administrator at once.\n"
+            ).format(identifier=account.identifier, lines=lines),
+        )
+
+
+def unlock(env: Env, identifier: str) -> AccountView:
+    """An administrator unlocks an account: the person then sets a new password from an e-mailed code."""
+    from pepsctl.domain import auth
+
+    account, establishment = load(env, identifier, "account.unlock")
+    if account.locked_at is None:
+        raise Conflict(
+            _("{identifier} is not locked.").format(identifier=account.identifier),
+            hint=_("Only a locked account can be unlocked."),
+        )
+    now = clock.now()
+    account.locked_at = None
+    account.failed_attempts = 0
+    account.must_set_password = True
+    account.updated_at = now
+    env.session.add(account)
+    lockout.revoke_sessions(env, account.id)
+    lockout.revoke_trust(env, account.id)
+    auth.send_reset_code(
+        env,
+        account,
+        reason=_("An administrator unlocked your account {identifier}; set a new password to use it again.").format(
+            identifier=account.identifier
+        ),
+    )
+    history.record(env, "account.unlock", target=account.identifier, establishment=establishment.siret)
+    return view(account, establishment.siret, now, full_phone=True)

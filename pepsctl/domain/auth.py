@@ -1,10 +1,17 @@
-"""Authentication, password part: first password from an activation code, login, sessions, logout.
+"""Authentication: passwords, the second factor at login, sessions, recovery.
 
-Sessions: a random token (``secrets.token_urlsafe(32)``) kept by the caller in the OS keyring, only
-its SHA-256 in the store; 30 minutes idle, 12 hours absolute. Five consecutive failures lock the
-account (counted atomically in the store); a locked account is refused with the same answer
-whether the password given was right or wrong. An unknown identifier and a wrong password get the
-same message, exit code and (through a dummy Argon2 verification) similar timing.
+- Login: password, then a one-time code (SMS to a mobile, voice call to a landline, or an
+  authenticator app with ``--totp``) at the first login and again once the workstation's trust
+  (7 days from the code's verification, not sliding) has run out. A code verified at login steps
+  the session up for sensitive actions.
+- Sessions: a random token (``secrets.token_urlsafe(32)``) kept by the caller in the OS keyring, only
+  its SHA-256 in the store; 30 minutes idle, 12 hours absolute. Same for workstation trust tokens.
+- Five consecutive failures (password or code) lock the account (see :mod:`lockout`); a locked
+  account is refused with the same answer whether the credentials were right or wrong. An unknown
+  identifier and a wrong password get the same message, exit code and (through a dummy Argon2
+  verification) similar timing.
+- Recovery: ``password forgot`` e-mails a reset code valid 24 hours (same answer whether or not
+  the identifier and e-mail match); ``password set`` with it sets a new password and ends the lock.
 """
 
 from __future__ import annotations
@@ -14,29 +21,24 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import col
 
 from pepsctl import clock
-from pepsctl.domain import codes, establishments, history, passwords
+from pepsctl.domain import codes, establishments, history, lockout, notify, otp, passwords, stepup, totp
 from pepsctl.domain import validation as v
 from pepsctl.domain.accounts import VALIDITY_MONTHS, add_months, status_of
 from pepsctl.domain.env import Actor, Env
 from pepsctl.domain.models import SessionView
-from pepsctl.errors import (
-    AccountLocked,
-    AuthError,
-    BadCredentials,
-    InvalidInput,
-    NotLoggedIn,
-)
+from pepsctl.errors import AuthError, BadCredentials, InvalidInput, NotLoggedIn, OtpRequired, PhoneRequired
 from pepsctl.i18n import _
 from pepsctl.store import queries
-from pepsctl.store.models import Account, AuthSession, Establishment
+from pepsctl.store.models import Account, AuthSession, Establishment, TrustedDevice
 
 SESSION_IDLE = timedelta(minutes=30)
 SESSION_ABSOLUTE = timedelta(hours=12)
-MAX_FAILURES = 5
+TRUST_LIFETIME = timedelta(days=7)
+RESET_EMAIL_LIMIT = 5
 
 
 def token_hash(token: str) -> str:
@@ -54,71 +56,25 @@ def _bad_credentials() -> BadCredentials:
     )
 
 
-def _locked() -> AccountLocked:
-    return AccountLocked(
-        _("This account is locked."),
-        hint=_("An administrator of your establishment can unlock it; you then set a new password."),
-        persist=True,
-    )
-
-
-def record_failure(env: Env, account: Account, establishment_siret: str, reason: str) -> bool:
-    """Count one failed authentication atomically; lock at the 5th. Returns True if now locked."""
-    now = clock.now()
-    failures = env.session.execute(
-        update(Account)
-        .where(col(Account.id) == account.id)
-        .values(failed_attempts=col(Account.failed_attempts) + 1)
-        .returning(Account.failed_attempts)
-    ).scalar_one()
-    history.record(
-        env,
-        "auth.failed",
-        target=account.identifier,
-        establishment=establishment_siret,
-        after={"reason": reason, "failures": failures},
-        actor=account.identifier,
-    )
-    if failures >= MAX_FAILURES:
-        locked = env.session.execute(
-            update(Account)
-            .where(col(Account.id) == account.id)
-            .where(col(Account.locked_at).is_(None))
-            .values(locked_at=now)
-            .returning(Account.id)
-        ).scalar_one_or_none()
-        if locked is not None:
-            history.record(
-                env,
-                "account.locked",
-                target=account.identifier,
-                establishment=establishment_siret,
-                actor=account.identifier,
-            )
-            revoke_sessions(env, account.id)
-        return True
-    return False
-
-
-def revoke_sessions(env: Env, account_id: int | None, *, keep: int | None = None) -> None:
-    query = (
-        update(AuthSession)
-        .where(col(AuthSession.account_id) == account_id)
-        .where(col(AuthSession.revoked_at).is_(None))
-    )
-    if keep is not None:
-        query = query.where(col(AuthSession.id) != keep)
-    env.session.execute(query.values(revoked_at=clock.now()))
-
-
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     token: str
     session: SessionView
+    trust_token: str | None  # a new workstation trust token to keep, when a code was verified
 
 
-def login(env: Env, identifier: str, password: str) -> LoginResult:
-    """Check the password and open a session. Failures are counted and kept in the history."""
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    identifier: str
+    password: str
+    otp: str | None = None
+    use_totp: bool = False
+    trust_token: str | None = None  # this workstation's trust token for that account, if any
+    phone: str | None = None  # a phone to register at the first login of an account with none
+
+
+def _check_password(env: Env, identifier: str, password: str) -> tuple[Account, Establishment]:
+    """The account behind identifier + password; failures counted and kept in the history."""
     try:
         identifier = v.normalize_identifier(identifier)
     except InvalidInput:
@@ -130,7 +86,6 @@ def login(env: Env, identifier: str, password: str) -> LoginResult:
         raise _bad_credentials()
     establishment = env.session.get(Establishment, account.establishment_id)
     assert establishment is not None and account.id is not None
-    now = clock.now()
     if account.locked_at is not None:
         history.record(
             env,
@@ -139,19 +94,12 @@ def login(env: Env, identifier: str, password: str) -> LoginResult:
             establishment=establishment.siret,
             actor=account.identifier,
         )
-        raise _locked()
+        raise lockout.locked_error()
     if not ok:
-        if record_failure(env, account, establishment.siret, "password"):
-            raise _locked()
+        if lockout.record_failure(env, account, establishment.siret, "password"):
+            raise lockout.locked_error()
         raise _bad_credentials()
-    status = status_of(account, now)
-    if status == "pending":
-        raise AuthError(
-            _("This account is not activated yet."),
-            hint=_("Set your first password with 'pepsctl password set {identifier} --code CODE'.").format(
-                identifier=account.identifier
-            ),
-        )
+    status = status_of(account, clock.now())
     if status == "expired":
         history.record(
             env,
@@ -165,8 +113,123 @@ def login(env: Env, identifier: str, password: str) -> LoginResult:
             hint=_("Ask an administrator of your establishment to renew it."),
             persist=True,
         )
+    if account.must_set_password:
+        raise AuthError(
+            _("A new password must be set for this account."),
+            hint=_("Use the code sent by e-mail: pepsctl password set {identifier} --code CODE").format(
+                identifier=account.identifier
+            ),
+        )
+    return account, establishment
+
+
+def _trusted(env: Env, account: Account, trust_token: str | None) -> bool:
+    if not trust_token:
+        return False
+    row = env.session.scalars(
+        select(TrustedDevice)
+        .where(col(TrustedDevice.token_hash) == token_hash(trust_token))
+        .where(col(TrustedDevice.account_id) == account.id)
+    ).first()
+    return row is not None and row.revoked_at is None and row.expires_at > clock.now()
+
+
+def _second_factor(env: Env, request: LoginRequest, account: Account, establishment: Establishment) -> None:
+    """Check the login code (TOTP or SMS/voice), or send one and stop with exit 6."""
+    siret = establishment.siret
+    if request.use_totp:
+        if not totp.enabled(account):
+            raise AuthError(
+                _("No authenticator app is enrolled for this account."),
+                hint=_("Log in without --totp to receive a code by SMS or voice call."),
+            )
+        if not request.otp:
+            raise OtpRequired(
+                _("A code from your authenticator app is needed."),
+                hint=_("Run the same command again with --otp CODE (or set PEPSCTL_TOTP_SECRET in scripts)."),
+            )
+        totp.verify(env, account, request.otp, establishment=siret)
+        return
+    if account.phone is None:
+        _first_phone(env, request, account, establishment)
+        return
+    if not request.otp:
+        sent = otp.send(
+            env,
+            account=account,
+            purpose="login",
+            phone=account.phone,
+            phone_type=account.phone_type,
+            establishment=siret,
+        )
+        raise stepup.code_sent_error(sent)
+    otp.verify(env, account=account, purpose="login", code=request.otp, establishment=siret)
+    if account.phone_verified_at is None:
+        account.phone_verified_at = clock.now()
+
+
+def _first_phone(env: Env, request: LoginRequest, account: Account, establishment: Establishment) -> None:
+    """An account with no phone gives one at its first login; a code sent to it proves it."""
+    if not request.phone:
+        raise PhoneRequired(
+            _("Your account has no phone number for one-time codes."),
+            hint=_("Give your personal phone: run the same command again with --phone NUMBER."),
+        )
+    phone = v.normalize_phone(request.phone)
+    purpose = "phone-new"
+    if not request.otp:
+        sent = otp.send(
+            env,
+            account=account,
+            purpose=purpose,
+            phone=phone.e164,
+            phone_type=phone.type,
+            target=phone.e164,
+            establishment=establishment.siret,
+        )
+        raise stepup.code_sent_error(sent)
+    otp.verify(
+        env,
+        account=account,
+        purpose=purpose,
+        code=request.otp,
+        target=phone.e164,
+        establishment=establishment.siret,
+    )
+    before = account.phone
+    account.phone, account.phone_type, account.phone_verified_at = phone.e164, phone.type, clock.now()
+    history.record(
+        env,
+        "account.phone.set",
+        target=account.identifier,
+        establishment=establishment.siret,
+        before={"phone": before},
+        after={"phone": phone.e164},
+        actor=account.identifier,
+    )
+
+
+def login(env: Env, request: LoginRequest) -> LoginResult:
+    """Password, then the second factor unless this workstation is trusted; opens a session."""
+    account, establishment = _check_password(env, request.identifier, request.password)
+    env.label = account.identifier
+    now = clock.now()
+    trust_token = None
+    stepped_up_at = None
+    if request.use_totp or not _trusted(env, account, request.trust_token):
+        _second_factor(env, request, account, establishment)
+        trust_token = secrets.token_urlsafe(32)
+        env.session.add(
+            TrustedDevice(
+                token_hash=token_hash(trust_token),
+                account_id=account.id,
+                created_at=now,
+                expires_at=now + TRUST_LIFETIME,
+            )
+        )
+        stepped_up_at = now
     if passwords.needs_rehash(account.password_hash or ""):
-        account.password_hash = passwords.hash_password(password)
+        account.password_hash = passwords.hash_password(request.password)
     account.failed_attempts = 0
     account.last_login_at = now
     env.session.add(account)
@@ -177,6 +240,7 @@ def login(env: Env, identifier: str, password: str) -> LoginResult:
         created_at=now,
         last_seen_at=now,
         expires_at=now + SESSION_ABSOLUTE,
+        stepped_up_at=stepped_up_at,
     )
     env.session.add(row)
     env.session.flush()
@@ -185,9 +249,9 @@ def login(env: Env, identifier: str, password: str) -> LoginResult:
         "auth.login",
         target=account.identifier,
         establishment=establishment.siret,
-        actor=account.identifier,
+        after={"second_factor": "totp" if request.use_totp else ("code" if trust_token else "trusted")},
     )
-    return LoginResult(token, _session_view(account, establishment, row))
+    return LoginResult(token, _session_view(account, establishment, row), trust_token)
 
 
 def _session_view(account: Account, establishment: Establishment, row: AuthSession) -> SessionView:
@@ -222,7 +286,7 @@ def find_session(env: Env, token: str | None) -> tuple[AuthSession, Account, Est
     account = env.session.get(Account, row.account_id)
     assert account is not None
     if account.locked_at is not None:
-        raise _locked()
+        raise lockout.locked_error()
     if status_of(account, now) == "expired":
         raise _not_logged_in(_("Your account has expired."))
     establishment = env.session.get(Establishment, account.establishment_id)
@@ -293,7 +357,7 @@ def set_password(env: Env, identifier: str, code: str, password: str) -> Session
     assert establishment is not None and account.id is not None
     used = codes.consume(env, account.id, (codes.ACTIVATION, codes.RESET), normalized)
     if used is None:
-        record_failure(env, account, establishment.siret, "code")
+        lockout.record_failure(env, account, establishment.siret, "code")
         raise _bad_code()
     # Checked only once the code is known good: before, a refusal would tell that the identifier
     # exists (and whose names it has). A refusal rolls back, so the code stays usable.
@@ -320,7 +384,19 @@ def set_password(env: Env, identifier: str, code: str, password: str) -> Session
         account.expires_at = add_months(now, VALIDITY_MONTHS)
     account.updated_at = now
     env.session.add(account)
-    revoke_sessions(env, account.id)
+    lockout.revoke_sessions(env, account.id)
+    if not first_activation:
+        lockout.revoke_trust(env, account.id)
+        notify.send_email(
+            env.session,
+            env.gateway,
+            to=account.email,
+            subject=_("Your PEP's password was changed"),
+            body=_(
+                "The password of your account {identifier} was just set with a reset code.\n"
+                "If this was not you, tell your administrator at once.\n"
+            ).format(identifier=account.identifier),
+        )
     history.record(
         env,
         "account.activate" if first_activation else "auth.password.set",
@@ -339,3 +415,96 @@ def _bad_code() -> AuthError:
         hint=_("Check the code in the e-mail; an administrator can send a new one."),
         persist=True,
     )
+
+
+def forgot(env: Env, identifier: str, email: str) -> None:
+    """E-mail a reset code (24 hours) if identifier and e-mail match; the same answer either way."""
+    try:
+        identifier = v.normalize_identifier(identifier)
+        email = v.normalize_email(email)
+    except InvalidInput:
+        identifier = email = ""
+    account = queries.get_account_by_identifier(env.session, identifier) if identifier else None
+    if account is None or account.email.casefold() != email.casefold() or account.activated_at is None:
+        history.record(env, "auth.reset.unmatched", target=identifier or None)
+        return
+    establishment = env.session.get(Establishment, account.establishment_id)
+    assert establishment is not None and account.id is not None
+    now = clock.now()
+    sent = codes.recent_count(env, account.id, target=None, since=now - otp.RATE_WINDOW, channels=("email",))
+    if sent >= RESET_EMAIL_LIMIT:
+        history.record(env, "auth.reset.rate_limited", target=account.identifier, establishment=establishment.siret)
+        return
+    send_reset_code(env, account, reason=_("You asked to reset your password."))
+    history.record(
+        env,
+        "auth.reset.requested",
+        target=account.identifier,
+        establishment=establishment.siret,
+        actor=account.identifier,
+    )
+
+
+def send_reset_code(env: Env, account: Account, *, reason: str) -> None:
+    """Issue a reset code (24 hours, replacing earlier ones) and e-mail it to the account."""
+    assert account.id is not None
+    code = codes.issue(
+        env, account.id, codes.RESET, code=codes.new_long_code(), lifetime=codes.RESET_LIFETIME, channel="email"
+    )
+    notify.send_email(
+        env.session,
+        env.gateway,
+        to=account.email,
+        subject=_("Reset the password of your PEP's account {identifier}").format(identifier=account.identifier),
+        body=_(
+            "{reason}\n"
+            "Reset code: {code} (valid until {until:%Y-%m-%d %H:%M} UTC)\n"
+            "Set a new password with:\n  pepsctl password set {identifier} --code {code}\n"
+            "If you did not ask for this, ignore this e-mail and tell your administrator.\n"
+        ).format(reason=reason, code=code.code, until=code.expires_at, identifier=account.identifier),
+        code=code.code,
+        code_id=code.id,
+        code_expires_at=code.expires_at,
+    )
+
+
+def change_password(env: Env, current: str, new: str) -> None:
+    """Change one's own password: the current one and a fresh code; ends every other session and trust."""
+    actor = env.require_actor()
+    account = env.session.get(Account, actor.account_id)
+    establishment = env.session.get(Establishment, actor.establishment_id)
+    assert account is not None and establishment is not None
+    if not passwords.verify(account.password_hash, current):
+        if lockout.record_failure(env, account, establishment.siret, "password"):
+            raise lockout.locked_error()
+        raise BadCredentials(_("The current password is wrong."), persist=True)
+    v.validate_password(
+        new,
+        context_words=(
+            account.first_name,
+            account.last_name,
+            account.identifier,
+            establishment.siret,
+            account.email.split("@")[0],
+        ),
+    )
+    if passwords.verify(account.password_hash, new):
+        raise InvalidInput(_("The new password is the same as the current one."), field="password")
+    stepup.require(env, "password.change")
+    account.password_hash = passwords.hash_password(new)
+    account.failed_attempts = 0
+    account.updated_at = clock.now()
+    env.session.add(account)
+    lockout.revoke_sessions(env, account.id, keep=actor.session_id)
+    lockout.revoke_trust(env, account.id)
+    notify.send_email(
+        env.session,
+        env.gateway,
+        to=account.email,
+        subject=_("Your PEP's password was changed"),
+        body=_(
+            "The password of your account {identifier} was changed; your other sessions were ended.\n"
+            "If this was not you, tell your administrator at once.\n"
+        ).format(identifier=account.identifier),
+    )
+    history.record(env, "auth.password.changed", target=account.identifier, establishment=establishment.siret)

@@ -31,7 +31,7 @@ ADMIN_ACTIONS = frozenset(
     }
 )
 # Actions a user may run on their own account only.
-SELF_ACTIONS = frozenset({"account.read", "establishment.read"})
+SELF_ACTIONS = frozenset({"account.read", "establishment.read", "me.update"})
 
 
 def decide(actor: Actor, action: str, establishment_id: int, target_account_id: int | None = None) -> bool:
@@ -39,7 +39,8 @@ def decide(actor: Actor, action: str, establishment_id: int, target_account_id: 
     if establishment_id != actor.establishment_id:
         return False
     if actor.is_admin:
-        return action in ADMIN_ACTIONS
+        # An administrator is also a person with their own account (me update: e-mail, phone).
+        return action in ADMIN_ACTIONS or (action in SELF_ACTIONS and target_account_id == actor.account_id)
     if action == "establishment.read":
         return True
     return action in SELF_ACTIONS and target_account_id == actor.account_id

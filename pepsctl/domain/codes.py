@@ -71,13 +71,34 @@ class IssuedCode:
     expires_at: datetime
 
 
-def issue(env: Env, account_id: int, purpose: str, *, code: str, lifetime: timedelta, channel: str) -> IssuedCode:
-    """Store a new code for ``account_id`` and ``purpose``, invalidating the earlier ones."""
+def _owned(query, account_id: int | None, target: str | None):
+    """Codes of one account (and target, when given), or of a target alone before an account exists."""
+    if account_id is None:
+        query = query.where(col(OneTimeCode.account_id).is_(None))
+    else:
+        query = query.where(col(OneTimeCode.account_id) == account_id)
+    if target is not None:
+        query = query.where(col(OneTimeCode.target) == target)
+    return query
+
+
+def issue(
+    env: Env,
+    account_id: int | None,
+    purpose: str,
+    *,
+    code: str,
+    lifetime: timedelta,
+    channel: str,
+    target: str | None = None,
+) -> IssuedCode:
+    """Store a new code for that account (or target) and purpose, invalidating the earlier ones."""
     now = clock.now()
-    invalidate(env, account_id, purpose)
+    invalidate(env, account_id, purpose, target=target)
     row = OneTimeCode(
         account_id=account_id,
         purpose=purpose,
+        target=target,
         challenge=secrets.token_hex(16),
         code_hash=code_hash(env.session, code),
         channel=channel,
@@ -90,14 +111,13 @@ def issue(env: Env, account_id: int, purpose: str, *, code: str, lifetime: timed
     return IssuedCode(row.id, code, row.expires_at)
 
 
-def invalidate(env: Env, account_id: int, purpose: str) -> None:
+def invalidate(env: Env, account_id: int | None, purpose: str, *, target: str | None = None) -> None:
     """Invalidate the open codes of that purpose, and blank their outbox copies."""
     from pepsctl.domain.notify import blank_code
 
+    query = _owned(update(OneTimeCode), account_id, target)
     ids = env.session.execute(
-        update(OneTimeCode)
-        .where(col(OneTimeCode.account_id) == account_id)
-        .where(col(OneTimeCode.purpose) == purpose)
+        query.where(col(OneTimeCode.purpose) == purpose)
         .where(col(OneTimeCode.used_at).is_(None))
         .where(col(OneTimeCode.invalidated_at).is_(None))
         .values(invalidated_at=clock.now())
@@ -107,7 +127,9 @@ def invalidate(env: Env, account_id: int, purpose: str) -> None:
         blank_code(env.session, code_id)
 
 
-def consume(env: Env, account_id: int, purposes: tuple[str, ...], code: str) -> int | None:
+def consume(
+    env: Env, account_id: int | None, purposes: tuple[str, ...], code: str, *, target: str | None = None
+) -> int | None:
     """Use a valid code atomically; returns its id, or None if wrong, used, replaced or expired.
 
     The open codes of the account are compared with ``hmac.compare_digest``; the match is then
@@ -118,8 +140,7 @@ def consume(env: Env, account_id: int, purposes: tuple[str, ...], code: str) -> 
     now = clock.now()
     wanted = code_hash(env.session, code)
     candidates = env.session.execute(
-        select(OneTimeCode.id, OneTimeCode.code_hash)
-        .where(col(OneTimeCode.account_id) == account_id)
+        _owned(select(OneTimeCode.id, OneTimeCode.code_hash), account_id, target)
         .where(col(OneTimeCode.purpose).in_(purposes))
         .where(col(OneTimeCode.used_at).is_(None))
         .where(col(OneTimeCode.invalidated_at).is_(None))
@@ -141,3 +162,39 @@ def consume(env: Env, account_id: int, purposes: tuple[str, ...], code: str) -> 
 
         blank_code(env.session, found)
     return found
+
+
+def why_refused(
+    env: Env, account_id: int | None, purposes: tuple[str, ...], code: str, *, target: str | None = None
+) -> str:
+    """For the history: was a refused code 'expired', 'replayed' (already used), 'replaced' or 'wrong'?"""
+    wanted = code_hash(env.session, code)
+    rows = env.session.execute(
+        _owned(select(OneTimeCode), account_id, target)
+        .where(col(OneTimeCode.purpose).in_(purposes))
+        .order_by(col(OneTimeCode.id).desc())
+        .limit(20)
+    ).scalars()
+    for row in rows:
+        if hmac.compare_digest(row.code_hash, wanted):
+            if row.used_at is not None:
+                return "replayed"
+            if row.invalidated_at is not None:
+                return "replaced"
+            return "expired"
+    return "wrong"
+
+
+def recent_count(
+    env: Env, account_id: int | None, *, target: str | None, since: datetime, channels: tuple[str, ...]
+) -> int:
+    """How many codes were sent to that account (or target) by those channels since ``since``."""
+    from sqlalchemy import func
+
+    return int(
+        env.session.execute(
+            _owned(select(func.count()).select_from(OneTimeCode), account_id, target)
+            .where(col(OneTimeCode.channel).in_(channels))
+            .where(col(OneTimeCode.created_at) > since)
+        ).scalar_one()
+    )

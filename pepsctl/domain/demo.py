@@ -17,6 +17,9 @@ DEMO_SIRET = "21999001700010"
 DEMO_NAME = "Mairie de Démoville"
 # A demonstration store only: the password is printed by 'init --demo' and in the README.
 DEMO_PASSWORD = "jardin-des-plantes-demo"  # noqa: S105
+# The demo administrator's authenticator-app secret, so that the quick start logs in unattended
+# with PEPSCTL_TOTP_SECRET, the way CI scripts do.
+DEMO_TOTP_SECRET = "DEMOVILLEMAIRIEDEMOVILLEMAIRIEAB"  # noqa: S105
 
 # (civility, first, last, email local part, phone, profile, condition)
 _PEOPLE = [
@@ -42,6 +45,7 @@ class DemoResult:
     administrator: str
     password: str
     accounts: int
+    totp_secret: str = DEMO_TOTP_SECRET
 
 
 def build(env: Env) -> DemoResult:
@@ -69,6 +73,7 @@ def build(env: Env) -> DemoResult:
                 function="Directrice des ressources humaines",
             ),
         ),
+        require_code=False,
     )
     establishment = queries.get_establishment_by_siret(env.session, DEMO_SIRET)
     assert establishment is not None
@@ -77,6 +82,8 @@ def build(env: Env) -> DemoResult:
     admin = queries.get_account_by_identifier(env.session, registration.administrator)
     assert admin is not None
     _activate(admin, now, password_hash)
+    admin.totp_secret = DEMO_TOTP_SECRET
+    admin.totp_enabled_at = now
     establishment.status = "active"
     for civility, first, last, local, phone, profile, condition in _PEOPLE:
         account, _code = accounts.insert_account(

@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from pepsctl import clock
-from pepsctl.domain import accounts, history
+from pepsctl.domain import accounts, history, otp, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, Env
 from pepsctl.domain.models import (
@@ -60,8 +60,12 @@ def validate_path(via: str) -> str:
     return value
 
 
-def register(env: Env, new: NewEstablishment) -> RegistrationView:
-    """Register an establishment and its first administrator (pending until activation)."""
+def register(env: Env, new: NewEstablishment, *, require_code: bool = True) -> RegistrationView:
+    """Register an establishment and its first administrator (pending until activation).
+
+    Registration is a sensitive action: a one-time code goes to the registrant's phone first, and
+    the same call with ``env.otp`` completes (``require_code=False`` only for the demo data).
+    """
     via = validate_path(new.via)
     siret = v.normalize_siret(new.siret)
     name = _validate_name(new.name)
@@ -86,6 +90,20 @@ def register(env: Env, new: NewEstablishment) -> RegistrationView:
         )
     if env.actor is None and env.label is None:
         env.label = f"registrant:{email}"
+    if require_code:
+        target = f"{siret}:{phone.e164}"
+        if not env.otp:
+            sent = otp.send(
+                env,
+                account=None,
+                purpose="register",
+                phone=phone.e164,
+                phone_type=phone.type,
+                target=target,
+                establishment=siret,
+            )
+            raise stepup.code_sent_error(sent, "establishment.register")
+        otp.verify(env, account=None, purpose="register", code=env.otp, target=target, establishment=siret)
     now = clock.now()
     establishment = Establishment(
         siret=siret,

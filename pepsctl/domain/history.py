@@ -7,19 +7,21 @@ Phones in before/after are masked when recorded: full numbers never reach the hi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from pepsctl import clock
 from pepsctl.domain.env import Env
+from pepsctl.domain.validation import mask_phone
 from pepsctl.i18n import _
+from pepsctl.store import queries
 from pepsctl.store.engine import lock_history
 from pepsctl.store.models import AuditEvent, StoreMeta
 
@@ -40,33 +42,46 @@ class NewEvent:
     actor: str | None = None  # defaults to the Env's actor
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
 def _masked(values: Mapping[str, Any] | None) -> str | None:
     if values is None:
         return None
-    from pepsctl.domain.validation import mask_phone
-
+    if len(values) == 1 and "phone" in values:  # the bulk case: one masked phone
+        phone = values["phone"]
+        return _ENCODER.encode({"phone": mask_phone(phone) if isinstance(phone, str) else phone})
     clean = {
         key: (mask_phone(value) if key in PHONE_KEYS and isinstance(value, str) else value)
         for key, value in values.items()
     }
-    return json.dumps(clean, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return _ENCODER.encode(clean)
+
+
+_LIST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+    """SHA-256 of the previous hash and the event's canonical form (a JSON list of its fields)."""
     at = row["at"]
-    payload = {
-        "at": clock.as_utc(at).isoformat() if isinstance(at, datetime) else at,
-        "actor": row["actor"],
-        "establishment": row["establishment"],
-        "delegation_id": row["delegation_id"],
-        "action": row["action"],
-        "target": row["target"],
-        "batch_id": row["batch_id"],
-        "before": row["before"],
-        "after": row["after"],
-    }
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+    return _hash(prev_hash, clock.as_utc(at).isoformat() if isinstance(at, datetime) else at, row)
+
+
+def _hash(prev_hash: str, at_text: str, row: Mapping[str, Any]) -> str:
+    canonical = _LIST_ENCODER.encode(
+        [
+            at_text,
+            row["actor"],
+            row["establishment"],
+            row["delegation_id"],
+            row["action"],
+            row["target"],
+            row["batch_id"],
+            row["before"],
+            row["after"],
+        ]
+    )
+    return sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
 def _read_head(session: Session) -> tuple[int, str]:
@@ -97,6 +112,7 @@ def record_many(env: Env, events: Iterable[NewEvent]) -> int:
     lock_history(session.connection())
     count, last = _read_head(session)
     at = clock.now()
+    at_text = at.isoformat()
     rows = []
     for event in events:
         row = {
@@ -111,11 +127,11 @@ def record_many(env: Env, events: Iterable[NewEvent]) -> int:
             "after": _masked(event.after),
         }
         row["prev_hash"] = last
-        row["hash"] = last = event_hash(last, row)
+        row["hash"] = last = _hash(last, at_text, row)
         rows.append(row)
     if not rows:
         return 0
-    session.execute(insert(AuditEvent), rows)
+    queries.bulk_insert(session, AuditEvent, rows)
     _write_head(session, count + len(rows), last)
     return len(rows)
 

@@ -45,6 +45,29 @@ class OutboxGateway:
 
     name = "outbox"
 
+    def deliver_many(self, session: Session, messages: list[Message]) -> None:
+        """Many messages in one statement stream (bulk imports)."""
+        from pepsctl.store import queries
+
+        now = clock.now()
+        queries.bulk_insert(
+            session,
+            OutboxMessage,
+            [
+                {
+                    "channel": m.channel,
+                    "to": m.to,
+                    "subject": m.subject,
+                    "body": m.body,
+                    "code": m.code,
+                    "code_id": m.code_id,
+                    "code_expires_at": m.code_expires_at,
+                    "created_at": now,
+                }
+                for m in messages
+            ],
+        )
+
     def deliver(self, session: Session, message: Message) -> None:
         session.add(
             OutboxMessage(
@@ -109,6 +132,68 @@ class SmtpGateway:
             self.pending.clear()
 
 
+@dataclass(slots=True)
+class PhoneGateway:
+    """Sends SMS and voice calls through the organisation's provider, after the commit.
+
+    Either a command (``sms_command`` in the profile, run without a shell, the message as JSON on
+    its standard input) or an HTTP endpoint (``sms_url``: a POST of the same JSON). The JSON is
+    ``{"channel": "sms"|"voice", "to": "+33612345678", "body": "PEP's: your code is 123456…"}``;
+    a non-zero exit status or an HTTP status other than 2xx is a failure.
+    """
+
+    command: list[str] | None = None
+    url: str | None = None
+    pending: list[Message] = field(default_factory=list)
+    name: str = "phone"
+
+    def deliver(self, session: Session, message: Message) -> None:
+        self.pending.append(message)
+
+    def flush(self) -> None:
+        import json
+        import subprocess
+        import urllib.request
+
+        try:
+            for message in self.pending:
+                payload = json.dumps({"channel": message.channel, "to": message.to, "body": message.body})
+                if self.command:
+                    subprocess.run(  # noqa: S603 - the administrator's own configured command, no shell
+                        self.command, input=payload, text=True, check=True, capture_output=True, timeout=30
+                    )
+                elif self.url:
+                    request = urllib.request.Request(  # noqa: S310 - an https URL from the profile
+                        self.url, data=payload.encode(), headers={"Content-Type": "application/json"}, method="POST"
+                    )
+                    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                        if not 200 <= response.status < 300:
+                            raise OSError(f"HTTP {response.status}")
+        except (OSError, subprocess.SubprocessError) as error:
+            raise StoreError(
+                _("The code could not be sent: {reason}").format(reason=error),
+                hint=_("Check the SMS/voice gateway settings of the profile (sms_command or sms_url)."),
+            ) from error
+        finally:
+            self.pending.clear()
+
+
+@dataclass(slots=True)
+class RoutingGateway:
+    """E-mails through one gateway, SMS and voice calls through another."""
+
+    email: Gateway
+    phone: Gateway
+    name: str = "routing"
+
+    def deliver(self, session: Session, message: Message) -> None:
+        (self.email if message.channel == "email" else self.phone).deliver(session, message)
+
+    def flush(self) -> None:
+        self.email.flush()
+        self.phone.flush()
+
+
 class RefusingGateway:
     """A remote store with no gateway configured: refuse rather than keep messages in the store."""
 
@@ -125,6 +210,20 @@ class RefusingGateway:
 
     def flush(self) -> None:
         return None
+
+
+def deliver_many(session: Session, gateway: Gateway, messages: list[Message]) -> None:
+    """Hand many messages to the gateway at once (the outbox writes them set-based)."""
+    many = getattr(gateway, "deliver_many", None)
+    if many is not None:
+        many(session, messages)
+        return
+    if isinstance(gateway, RoutingGateway):
+        deliver_many(session, gateway.email, [m for m in messages if m.channel == "email"])
+        deliver_many(session, gateway.phone, [m for m in messages if m.channel != "email"])
+        return
+    for message in messages:
+        gateway.deliver(session, message)
 
 
 def send_email(session: Session, gateway: Gateway, to: str, subject: str, body: str, **code) -> None:

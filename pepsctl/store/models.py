@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from pepsctl.store.types import UTCDateTime
 
 # The schema version this code expects: the newest Alembic revision (a test keeps them equal).
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0003"
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Column:
@@ -97,6 +97,7 @@ class Account(SQLModel, table=True):
     last_login_at: datetime | None = Field(default=None, sa_column=_dt())
     totp_secret: str | None = Field(default=None, max_length=255)
     totp_last_step: int | None = Field(default=None)
+    totp_enabled_at: datetime | None = Field(default=None, sa_column=_dt())
     created_at: datetime = Field(sa_column=_dt(nullable=False))
     updated_at: datetime = Field(sa_column=_dt(nullable=False))
 
@@ -123,8 +124,10 @@ class OneTimeCode(SQLModel, table=True):
     __table_args__ = (Index("ix_one_time_code_account_purpose", "account_id", "purpose"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
-    purpose: str = Field(max_length=64)  # activation | reset | login | step-up:<action>
+    # None for a code sent before the account exists (registration: bound to ``target``).
+    account_id: int | None = Field(default=None, foreign_key="account.id", ondelete="CASCADE")
+    purpose: str = Field(max_length=64)  # activation | reset | login | step-up:<session> | phone-…
+    target: str | None = Field(default=None, max_length=64, index=True)  # SIRET, E.164…
     challenge: str = Field(max_length=64)
     code_hash: str = Field(max_length=64)
     channel: str = Field(max_length=10)  # email | sms | voice
@@ -132,6 +135,53 @@ class OneTimeCode(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_dt(nullable=False))
     used_at: datetime | None = Field(default=None, sa_column=_dt())
     invalidated_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class TrustedDevice(SQLModel, table=True):
+    """A workstation that verified a one-time code: no new code at login for 7 days (not sliding)."""
+
+    __tablename__ = "trusted_device"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(sa_column=_dt(nullable=False))
+    expires_at: datetime = Field(sa_column=_dt(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class Batch(SQLModel, table=True):
+    """One applied bulk file (or the undo of one): who, what, when, counts."""
+
+    __tablename__ = "batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # phones | undo
+    file_name: str | None = Field(default=None, max_length=255)
+    file_sha256: str | None = Field(default=None, max_length=64)
+    actor: str = Field(max_length=64)
+    establishment: str = Field(max_length=14, index=True)
+    created_at: datetime = Field(sa_column=_dt(nullable=False))
+    rows_total: int = Field(default=0)
+    rows_changed: int = Field(default=0)
+    rows_unchanged: int = Field(default=0)
+    rows_rejected: int = Field(default=0)
+    undone_at: datetime | None = Field(default=None, sa_column=_dt())
+    undo_of: int | None = Field(default=None)
+
+
+class BatchChange(SQLModel, table=True):
+    """One row a batch changed: the exact previous and new values (JSON), for show and undo."""
+
+    __tablename__ = "batch_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True, ondelete="CASCADE")
+    account_id: int | None = Field(default=None, index=True)
+    identifier: str = Field(max_length=9)
+    line: int | None = Field(default=None)
+    before: str = Field(sa_column=Column(Text, nullable=False))
+    after: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class AuditEvent(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, or_, select, text, update
 from sqlmodel import Session, col
@@ -112,3 +112,90 @@ def status_filter(status: str, now: datetime):
         & col(Account.activated_at).is_not(None)
         & or_(col(Account.expires_at).is_(None), col(Account.expires_at) > now)
     )
+
+
+# -- bulk ------------------------------------------------------------------------------------------
+
+
+def bulk_insert(session: Session, model, rows: list[dict]) -> None:
+    """Insert many rows in one statement stream: COPY on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        columns = list(rows[0])
+        names = ", ".join(f'"{c}"' for c in columns)
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in columns))
+        return
+    # SQLite: the driver's executemany on plain tuples (SQLAlchemy's per-row processing costs 2x).
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    session.connection().exec_driver_sql(
+        f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})',
+        [tuple(_sqlite_value(row[c]) for c in columns) for row in rows],
+    )
+
+
+def _sqlite_value(value):
+    """What SQLAlchemy's SQLite DateTime stores: naive UTC text with microseconds."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def bulk_update_phones(session: Session, rows: list[dict], now: datetime) -> None:
+    """Set phone, phone_type (and clear phone_verified_at) for many accounts: ``rows`` of id/phone/phone_type.
+
+    PostgreSQL: COPY into a temporary table and one ``UPDATE … FROM``; SQLite: one executemany.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS tmp_phone (id integer PRIMARY KEY, phone varchar(20), "
+                "phone_type varchar(10)) ON COMMIT DROP"
+            )
+        )
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy("COPY tmp_phone (id, phone, phone_type) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((row["id"], row["phone"], row["phone_type"]))
+        session.execute(
+            text(
+                "UPDATE account SET phone = tmp_phone.phone, phone_type = tmp_phone.phone_type, "
+                "phone_verified_at = NULL, updated_at = :now FROM tmp_phone WHERE account.id = tmp_phone.id"
+            ),
+            {"now": now},
+        )
+        session.execute(text("DROP TABLE tmp_phone"))
+        return
+    session.connection().exec_driver_sql(
+        "UPDATE account SET phone = ?, phone_type = ?, phone_verified_at = NULL, updated_at = ? WHERE id = ?",
+        [
+            (row["phone"], row["phone_type"], now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), row["id"])
+            for row in rows
+        ],
+    )
+
+
+def accounts_in(session: Session, establishment_ids: list[int]):
+    """The columns bulk work needs, for every account of those establishments (one query)."""
+    return session.execute(
+        select(
+            Account.id,
+            Account.identifier,
+            Account.establishment_id,
+            Account.last_name,
+            Account.first_name,
+            Account.email,
+            Account.phone,
+            Account.phone_type,
+        )
+        .where(col(Account.establishment_id).in_(establishment_ids))
+        .order_by(col(Account.identifier))
+    ).all()

@@ -19,6 +19,7 @@ from tests.conftest import (
     SIRET_A,
     create_account,
     last_code,
+    last_sms_code,
     login,
 )
 
@@ -39,8 +40,10 @@ BAD_CODE = (
 )
 LOCKED = (
     "Error: This account is locked.\n"
-    "Hint: An administrator of your establishment can unlock it; you then set a new password.\n"
+    "Hint: Reset your password with 'pepsctl password forgot IDENTIFIER --email EMAIL', "
+    "or ask an administrator of your establishment to unlock it.\n"
 )
+BAD_PASSWORD = "Error: Unknown identifier or wrong password.\n"
 NOT_LOGGED_IN = "Error: You are not logged in to this store.\nHint: Run 'pepsctl login IDENTIFIER'.\n"
 EXPIRED_SESSION = "Error: Your session has expired.\nHint: Run 'pepsctl login IDENTIFIER'.\n"
 USER_EMAIL = "paul.martin@example.fr"
@@ -117,11 +120,47 @@ def issue_reset_code(url: str, identifier: str) -> str:
 
 
 def session_tokens(backend) -> dict[str, str]:
-    return {user: value for (service, user), value in backend.items.items() if service == "pepsctl"}
+    """The session tokens in the keyring (workstation trust tokens left out)."""
+    return {
+        user: value
+        for (service, user), value in backend.items.items()
+        if service == "pepsctl" and user.startswith("session:")
+    }
+
+
+def trust_tokens(backend) -> dict[str, str]:
+    return {
+        user: value
+        for (service, user), value in backend.items.items()
+        if service == "pepsctl" and user.startswith("trust:")
+    }
 
 
 def try_login(cli, identifier: str, password: str):
     return cli("login", identifier, "--password-stdin", input=password + "\n")
+
+
+def login_with_code(cli, identifier: str, *args: str, input: str | None = None, env: dict[str, str] | None = None):
+    """A login that goes through when this (test) workstation is not trusted yet; the last result.
+
+    An account with no phone gives one (07 81 + its sequence number); the one-time code sent to it
+    then completes the same command with --otp.
+    """
+    command = ["login", identifier, *args]
+    result = cli(*command, input=input, env=env)
+    if result.exit_code == 0:
+        return result
+    if "has no phone" in result.stderr:
+        command += ["--phone", f"0781{identifier.strip()[-6:]}"]
+        result = cli(*command, input=input, env=env)
+    assert (result.exit_code, result.stdout) == (6, ""), (result.exit_code, result.stdout, result.stderr)
+    assert result.stderr.startswith("Error: A one-time code was sent by "), result.stderr
+    return cli(*command, "--otp", last_sms_code(cli), input=input, env=env)
+
+
+def first_login(cli, identifier: str, password: str = PASSWORD):
+    """``try_login`` at the first login on this workstation: with the phone and code it needs."""
+    return login_with_code(cli, identifier, "--password-stdin", input=password + "\n")
 
 
 def set_password(cli, identifier: str, code: str, password: str = PASSWORD):
@@ -182,8 +221,10 @@ def test_password_set_with_a_used_code(cli, pending_user):
     result = set_password(cli, identifier, code, NEW_PASSWORD)
     assert (result.exit_code, result.stdout, result.stderr) == (6, "", BAD_CODE)
     # The first password still holds.
-    assert try_login(cli, identifier, PASSWORD).exit_code == 0
-    assert try_login(cli, identifier, NEW_PASSWORD).exit_code == 6
+    assert first_login(cli, identifier, PASSWORD).exit_code == 0
+    refused = try_login(cli, identifier, NEW_PASSWORD)
+    assert refused.exit_code == 6
+    assert refused.stderr.startswith(BAD_PASSWORD)
 
 
 def test_password_set_with_an_expired_code(cli, pending_user):
@@ -269,7 +310,7 @@ def test_password_set_accepts_12_characters_and_128(cli, admin_a):
     assert set_password(cli, twelve, last_code(cli, USER_EMAIL), "gq7;vw2#kz0q").exit_code == 0
     long = create_account(cli, "Anne", "Roux", activate_it=False)
     assert set_password(cli, long, last_code(cli, "anne.roux@example.fr"), "é" * 128).exit_code == 0
-    assert try_login(cli, long, "é" * 128).exit_code == 0
+    assert first_login(cli, long, "é" * 128).exit_code == 0
 
 
 def test_a_successful_password_set_revokes_earlier_sessions(cli, admin_a, isolate, store_url):
@@ -281,8 +322,11 @@ def test_a_successful_password_set_revokes_earlier_sessions(cli, admin_a, isolat
     result = cli("whoami")
     assert (result.exit_code, result.stdout, result.stderr) == (6, "", NOT_LOGGED_IN)
     assert next(iter(session_tokens(isolate).values())) == old_token  # the token is there, but dead
-    assert try_login(cli, admin_a, PASSWORD).exit_code == 6
-    assert try_login(cli, admin_a, NEW_PASSWORD).exit_code == 0
+    refused = try_login(cli, admin_a, PASSWORD)
+    assert refused.exit_code == 6
+    assert refused.stderr.startswith(BAD_PASSWORD)
+    # The reset also ended the workstation's trust: the new password needs a code again.
+    assert first_login(cli, admin_a, NEW_PASSWORD).exit_code == 0
     assert cli.json("whoami")["identifier"] == admin_a
 
 
@@ -290,7 +334,8 @@ def test_a_successful_password_set_revokes_earlier_sessions(cli, admin_a, isolat
 
 
 def test_login_prints_to_stderr_and_keeps_only_the_token_hash_in_the_store(cli, user, isolate, store_url):
-    result = try_login(cli, user, PASSWORD)
+    admin_trust = trust_tokens(isolate)
+    result = first_login(cli, user, PASSWORD)
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr == (f"Logged in as {user} (Mairie 21999) until 2026-01-15 10:00 UTC at the latest.\n")
@@ -303,26 +348,45 @@ def test_login_prints_to_stderr_and_keeps_only_the_token_hash_in_the_store(cli, 
         i=user,
     )
     assert rows == [(hashlib.sha256(token.encode()).hexdigest(),)]
+    # The workstation trust token too: only its hash in the store.
+    ((trust_name, trust),) = [(n, t) for n, t in trust_tokens(isolate).items() if n not in admin_trust]
+    assert trust_name.endswith(f":{user}")
+    assert len(trust) >= 43
+    rows = query(
+        store_url,
+        "SELECT t.token_hash FROM trusted_device t JOIN account a ON a.id = t.account_id WHERE a.identifier = :i",
+        i=user,
+    )
+    assert rows == [(hashlib.sha256(trust.encode()).hexdigest(),)]
     dumped = dump_store(store_url)
     assert token not in dumped
+    assert trust not in dumped
     assert PASSWORD not in dumped
 
 
 def test_login_as_json_shows_the_session_view(cli, user):
-    result = cli("login", user, "--password-stdin", "--format", "json", input=PASSWORD + "\n")
-    assert result.exit_code == 0
-    assert result.stderr == ""
-    view = json.loads(result.stdout)
-    assert list(view) == SESSION_KEYS
-    assert view == {
+    expected = {
         "identifier": user,
         "name": "Paul Martin",
         "profile": "user",
         "establishment": SIRET_A,
         "establishment_name": "Mairie 21999",
         "session_expires_at": (FROZEN_AT + timedelta(minutes=30)).isoformat(),
-        "stepped_up": False,
+        "stepped_up": True,  # the code verified at this first login steps the session up
     }
+    result = login_with_code(cli, user, "--password-stdin", "--format", "json", input=PASSWORD + "\n")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    view = json.loads(result.stdout)
+    assert list(view) == SESSION_KEYS
+    assert view == expected
+    # From the now trusted workstation: no code, so a session that is not stepped up.
+    result = cli("login", user, "--password-stdin", "--format", "json", input=PASSWORD + "\n")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    view = json.loads(result.stdout)
+    assert list(view) == SESSION_KEYS
+    assert view == {**expected, "stepped_up": False}
 
 
 def test_login_with_an_unknown_identifier_or_a_wrong_password_answers_the_same(cli, user):
@@ -336,7 +400,10 @@ def test_login_with_an_unknown_identifier_or_a_wrong_password_answers_the_same(c
 
 
 def test_login_identifier_is_case_insensitive(cli, user):
-    assert try_login(cli, f"  {user.lower()} ", PASSWORD).exit_code == 0
+    assert first_login(cli, f"  {user.lower()} ", PASSWORD).exit_code == 0
+    # The workstation's trust is kept under the identifier, whatever its case.
+    assert try_login(cli, user.lower(), PASSWORD).exit_code == 0
+    assert try_login(cli, user, PASSWORD).exit_code == 0
 
 
 def test_a_pending_account_cannot_log_in(cli, pending_user):
@@ -352,7 +419,7 @@ def test_a_pending_account_cannot_log_in(cli, pending_user):
 
 def test_an_expired_account_cannot_log_in(cli, user, store_url):
     clock.advance(timedelta(days=546) - timedelta(seconds=1))  # 2027-07-15 09:29:59, one second before
-    assert try_login(cli, user, PASSWORD).exit_code == 0
+    assert first_login(cli, user, PASSWORD).exit_code == 0
     clock.advance(timedelta(seconds=1))
     result = try_login(cli, user, PASSWORD)
     assert result.exit_code == 6
@@ -410,7 +477,7 @@ def test_locking_revokes_the_open_sessions(cli, user, store_url):
 def test_the_failure_counter_resets_on_success(cli, user, store_url):
     for _attempt in range(4):
         assert try_login(cli, user, WRONG_PASSWORD).exit_code == 6
-    assert try_login(cli, user, PASSWORD).exit_code == 0
+    assert first_login(cli, user, PASSWORD).exit_code == 0
     assert query(store_url, "SELECT failed_attempts FROM account WHERE identifier = :i", i=user) == [(0,)]
     for _attempt in range(4):
         assert try_login(cli, user, WRONG_PASSWORD).exit_code == 6
@@ -419,7 +486,7 @@ def test_the_failure_counter_resets_on_success(cli, user, store_url):
 
 
 def test_every_attempt_is_in_the_history_without_any_password(cli, user, admin_a, store_url):
-    try_login(cli, user, PASSWORD)
+    first_login(cli, user, PASSWORD)
     for _attempt in range(5):
         try_login(cli, user, WRONG_PASSWORD)
     try_login(cli, user, PASSWORD)
@@ -428,8 +495,10 @@ def test_every_attempt_is_in_the_history_without_any_password(cli, user, admin_a
     result = cli("history", "--account", user, "--format", "json")
     assert result.exit_code == 0
     events = json.loads(result.stdout)
-    auth_events = [e["action"] for e in events if e["action"].startswith(("auth.", "account.locked"))]
+    auth_events = [e["action"] for e in events if e["action"].startswith(("auth.", "otp.", "account.locked"))]
     assert auth_events == [
+        "otp.sent",
+        "otp.verified",
         "auth.login",
         "auth.failed",
         "auth.failed",
@@ -551,11 +620,11 @@ def test_no_terminal_and_no_password_variable(cli, user):
 
 
 def test_password_from_the_environment(cli, user):
-    result = cli("login", user, env={"PEPSCTL_PASSWORD": PASSWORD})
+    result = login_with_code(cli, user, env={"PEPSCTL_PASSWORD": PASSWORD})
     assert result.exit_code == 0, result.stderr
     assert cli.json("whoami")["identifier"] == user
 
 
 def test_password_stdin_reads_only_the_first_line(cli, user):
-    result = cli("login", user, "--password-stdin", input=PASSWORD + "\nsomething else\n")
+    result = login_with_code(cli, user, "--password-stdin", input=PASSWORD + "\nsomething else\n")
     assert result.exit_code == 0, result.stderr

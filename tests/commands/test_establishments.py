@@ -17,8 +17,10 @@ from tests.conftest import (
     activate,
     create_account,
     last_code,
+    last_sms_code,
     login,
     register,
+    with_code,
 )
 
 REGISTRATION_KEYS = [
@@ -44,6 +46,10 @@ ESTABLISHMENT_KEYS = [
     "created_at",
 ]
 EMAIL = "marie.durand@mairie.example.fr"
+CODE_SENT = (
+    "Error: This action (establishment.register) needs a one-time code: one was sent by SMS to +33 6 •• •• •• 40.\n"
+    "Hint: Run the same command again with --otp CODE (valid 5 minutes).\n"
+)
 
 
 def register_args(
@@ -113,6 +119,11 @@ def status_in_store(url: str, siret: str) -> str:
         engine.dispose()
 
 
+def register_json(cli, *args: str) -> dict:
+    """Register (the one-time code sent to the registrant's phone, then the same command with it)."""
+    return json.loads(with_code(cli, *args, "--format", "json").stdout)
+
+
 def actions(cli, *args: str) -> list[str]:
     return [e["action"] for e in cli.json("history", *args)]
 
@@ -120,8 +131,13 @@ def actions(cli, *args: str) -> list[str]:
 # -- register --------------------------------------------------------------------------------------
 
 
-def test_register_classic_prints_the_registration_view_and_sends_the_code(cli):
+def test_register_classic_prints_the_registration_view_and_sends_the_code(cli, store_url):
+    # First a one-time code to the registrant's phone: nothing is registered yet.
     result = cli(*register_args(), "--format", "json")
+    assert (result.exit_code, result.stdout, result.stderr) == (6, "", CODE_SENT)
+    assert counts(store_url)["establishment"] == counts(store_url)["account"] == 0
+    otp = last_code(cli, "+33610203040")
+    result = cli(*register_args(), "--format", "json", "--otp", otp)
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert list(data) == REGISTRATION_KEYS
@@ -158,7 +174,7 @@ def test_register_classic_refuses_an_empty_contract_number(cli, store_url):
 
 
 def test_register_via_net_entreprises_accepts_a_fund_without_number(cli):
-    data = cli.json(*register_args(funds=("CNRACL", "RAFP=R-77"), via="net-entreprises"))
+    data = register_json(cli, *register_args(funds=("CNRACL", "RAFP=R-77"), via="net-entreprises"))
     assert data["status"] == "pending"
     activate(cli, data["administrator"], EMAIL)
     login(cli, data["administrator"])
@@ -232,11 +248,13 @@ def test_register_refuses_an_invalid_admin_phone_or_email_and_writes_nothing(cli
 
 
 def test_establishment_is_pending_until_its_first_administrator_sets_a_password(cli, store_url):
-    data = cli.json(*register_args())
+    data = register_json(cli, *register_args())
     assert data["status"] == "pending"
     assert status_in_store(store_url, SIRET_A) == "pending"
     # A pending administrator cannot log in to look at it.
-    assert cli("login", data["administrator"], "--password-stdin", input=PASSWORD + "\n").exit_code == 6
+    refused = cli("login", data["administrator"], "--password-stdin", input=PASSWORD + "\n")
+    assert refused.exit_code == 6
+    assert refused.stderr.startswith("Error: Unknown identifier or wrong password.\n")  # not a code sent
     activate(cli, data["administrator"], EMAIL)
     assert status_in_store(store_url, SIRET_A) == "active"
     login(cli, data["administrator"])
@@ -251,7 +269,7 @@ def test_a_second_administrator_does_not_activate_again(cli, admin_a, store_url)
 
 
 def test_activation_code_is_accepted_15_days_minus_one_second_after_registration(cli, store_url):
-    data = cli.json(*register_args())
+    data = register_json(cli, *register_args())
     code = last_code(cli, EMAIL)
     clock.advance(timedelta(days=15) - timedelta(seconds=1))
     result = cli("password", "set", data["administrator"], "--code", code, "--password-stdin", input=PASSWORD + "\n")
@@ -262,7 +280,7 @@ def test_activation_code_is_accepted_15_days_minus_one_second_after_registration
 
 
 def test_activation_code_is_refused_15_days_after_registration(cli, store_url):
-    data = cli.json(*register_args())
+    data = register_json(cli, *register_args())
     code = last_code(cli, EMAIL)
     clock.advance(timedelta(days=15))
     result = cli("password", "set", data["administrator"], "--code", code, "--password-stdin", input=PASSWORD + "\n")
@@ -500,34 +518,45 @@ def test_a_user_profile_cannot_update_or_accept_the_cgu(cli, admin_a, args, acti
 
 
 def test_every_mutation_is_in_the_history_and_the_chain_verifies(cli):
-    data = cli.json(*register_args())
+    # Registration and the first login, each with the one-time code sent to the phone (one code each).
+    assert cli(*register_args()).exit_code == 6
+    sms_codes = [last_sms_code(cli)]
+    data = cli.json(*register_args(), "--otp", sms_codes[0])
     identifier = data["administrator"]
     code = last_code(cli, EMAIL)
     activate(cli, identifier, EMAIL)
-    login(cli, identifier)
+    assert cli("login", identifier, "--password-stdin", input=PASSWORD + "\n").exit_code == 6
+    sms_codes.append(last_sms_code(cli))
+    cli.ok("login", identifier, "--password-stdin", "--otp", sms_codes[1], input=PASSWORD + "\n")
     cli.ok("establishments", "update", SIRET_A, "--name", "Mairie renommée")
     cli.ok("establishments", "update", SIRET_A, "--fund", "FNC=F-9")
     cli.ok("establishments", "accept-cgu", SIRET_A)
     events = cli.json("history")
     assert [e["action"] for e in events] == [
+        "otp.sent",
+        "otp.verified",
         "establishment.register",
         "account.create",
         "account.activate",
         "establishment.activate",
+        "otp.sent",
+        "otp.verified",
         "auth.login",
         "establishment.update",
         "establishment.update",
         "establishment.accept_cgu",
     ]
     assert all(e["establishment"] == SIRET_A for e in events)
-    assert events[0]["actor"] == f"registrant:{EMAIL}"
-    assert events[0]["after"] == {"name": "Mairie de Démoville", "path": "classic", "funds": ["CNRACL"]}
-    # Neither the activation code, the password nor the full phone number reach the history.
+    assert events[0]["actor"] == events[2]["actor"] == f"registrant:{EMAIL}"
+    assert events[2]["after"] == {"name": "Mairie de Démoville", "path": "classic", "funds": ["CNRACL"]}
+    # Neither the activation code, the one-time codes, the password nor the full phone number reach the history.
     dumped = json.dumps(events, ensure_ascii=False)
-    for secret in (code, code.replace("-", ""), PASSWORD, "+33610203040", "06 10 20 30 40"):
+    for secret in (code, code.replace("-", ""), PASSWORD, "+33610203040", "06 10 20 30 40", "610203040"):
         assert secret not in dumped
+    for sms_code in sms_codes:
+        assert sms_code not in dumped.replace(SIRET_A, "")  # six digits: not to be confused with the SIRET's
     assert "+33 6 •• •• •• 40" in dumped
     result = cli("history", "verify")
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert result.stderr == "The audit trail is intact (8 events).\n"
+    assert result.stderr == "The audit trail is intact (12 events).\n"

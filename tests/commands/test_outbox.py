@@ -3,6 +3,7 @@ refusal to use it on a remote store that did not opt in."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -12,11 +13,15 @@ from typer.testing import CliRunner
 
 from pepsctl import clock, config
 from pepsctl.store.engine import create_store_engine, parse_store_url
-from tests.conftest import PASSWORD, SIRET_A, Cli, activate, create_account, register
+from tests.conftest import PASSWORD, SIRET_A, Cli, activate, create_account, register, with_code
 
 MESSAGE_KEYS = ["id", "channel", "to", "subject", "body", "code", "created_at"]
 LONG_CODE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$")
 JEAN = "jean.martin@example.fr"
+SMS_BLANKED = "PEP's: your code is [blanked]. It expires in 5 minutes. Never give it to anyone."
+# What the admin_a fixture leaves in the outbox: the registration's SMS code, the activation e-mail,
+# then the login's SMS codes (conftest.login asks twice: its first try and with_code's each send one).
+ADMIN_A_CHANNELS = ["sms", "email", "sms", "sms"]
 
 
 def messages(cli: Cli, *args: str) -> list[dict]:
@@ -64,7 +69,8 @@ def register_args(siret: str = SIRET_A, email: str = "marie.durand@example.fr") 
 def test_outbox_list_and_show_json_fields(cli, admin_a):
     create_account(cli, "Jean", "Martin", activate_it=False)
     listed = messages(cli)
-    assert len(listed) == 2
+    assert len(listed) == 5
+    assert [m["channel"] for m in listed] == [*ADMIN_A_CHANNELS, "email"]
     for message in listed:
         assert list(message) == MESSAGE_KEYS
         assert message["channel"] in ("email", "sms", "voice")
@@ -96,7 +102,8 @@ def test_outbox_list_filter_and_limit(cli, admin_a):
     create_account(cli, "Jean", "Martin", activate_it=False)
     create_account(cli, "Paul", "Petit", activate_it=False)
     everything = messages(cli)
-    assert len(everything) == 3
+    assert len(everything) == 6
+    assert [m["channel"] for m in everything] == [*ADMIN_A_CHANNELS, "email", "email"]
     assert [m["to"] for m in messages(cli, "--to", JEAN)] == [JEAN]
     assert [m["to"] for m in messages(cli, "--to", f"  {JEAN} ")] == [JEAN]
     assert messages(cli, "--to", "nobody@example.fr") == []
@@ -134,10 +141,18 @@ def test_a_used_code_is_blanked(cli, admin_a):
 
 
 def test_the_registration_code_is_blanked_once_used(cli, admin_a):
-    """register() in conftest activated the administrator: the activation code is gone."""
-    (message,) = messages(cli)
+    """register() in conftest activated the administrator: the activation code is gone.
+
+    So are the one-time codes by SMS: the registration's and the login's, used or replaced.
+    """
+    listed = messages(cli)
+    assert [m["channel"] for m in listed] == ADMIN_A_CHANNELS
+    (message,) = [m for m in listed if m["channel"] == "email"]
     assert message["code"] is None
     assert not re.search(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", message["body"])
+    for sms in (m for m in listed if m["channel"] == "sms"):
+        assert sms["code"] is None
+        assert sms["body"] == SMS_BLANKED
 
 
 def test_a_code_still_valid_is_shown(cli, admin_a):
@@ -231,7 +246,8 @@ def test_postgresql_with_the_opt_in_uses_the_outbox(pg_no_outbox, monkeypatch):
     monkeypatch.setenv(config.ENV_OUTBOX, "1")
     identifier = register(pg_no_outbox, SIRET_A)
     assert identifier
-    assert len(messages(pg_no_outbox)) == 1
+    # The registration's one-time code, then the activation e-mail.
+    assert [m["channel"] for m in messages(pg_no_outbox)] == ["sms", "email"]
 
 
 @pytest.mark.postgres
@@ -246,8 +262,10 @@ def test_sqlite_uses_the_outbox_by_default(tmp_path, monkeypatch):
     path = tmp_path / "local.db"
     cli = Cli(str(path), CliRunner())
     cli.ok("init")
-    identifier = cli.json(*register_args())["administrator"]
-    (message,) = messages(cli)
+    identifier = json.loads(with_code(cli, *register_args(), "--format", "json").stdout)["administrator"]
+    sms, message = messages(cli)
+    assert (sms["channel"], sms["to"], sms["code"]) == ("sms", "+33610203040", None)  # used by the registration
+    assert message["channel"] == "email"
     assert LONG_CODE.match(message["code"])
     activate(cli, identifier, message["to"])
-    assert messages(cli)[0]["code"] is None
+    assert messages(cli)[1]["code"] is None

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pepsctl import config
 from pepsctl.store.models import SCHEMA_VERSION
-from tests.conftest import SIRET_A, activate, register
+from tests.conftest import SIRET_A, activate, last_sms_code, register
 
 STATUS_KEYS = ["store", "source", "dialect", "schema_version", "expected_version", "pending_migrations", "counts"]
 COUNT_KEYS = ["establishments", "accounts", "history_events", "outbox_messages"]
@@ -73,7 +73,9 @@ def test_store_status_counts_follow_use(cli, admin_a):
     counts = cli.json("store", "status")["counts"]
     assert counts["establishments"] == 1
     assert counts["accounts"] == 1
-    assert counts["outbox_messages"] == 1
+    # The registration's SMS code, the activation e-mail, and the SMS codes of the first login
+    # (conftest.login's first try and its with_code each send one).
+    assert counts["outbox_messages"] == 4
     assert counts["history_events"] >= 3
 
 
@@ -89,7 +91,7 @@ def test_store_status_table_and_csv(cli):
 
 def test_init_twice_is_fine_and_keeps_the_store(cli):
     """init on an initialised store changes nothing: data, the code key (codes stay valid)."""
-    data = cli.json(
+    register_args = (
         "establishments",
         "register",
         "--siret",
@@ -109,6 +111,9 @@ def test_init_twice_is_fine_and_keeps_the_store(cli):
         "--admin-phone",
         "06 10 20 30 40",
     )
+    # The registration sends its one-time code before init runs twice; it must still work after.
+    assert cli(*register_args).exit_code == 6
+    sms_code = last_sms_code(cli)
     before = cli.json("store", "status")
     first = cli.ok("init")
     second = cli.ok("init")
@@ -116,7 +121,12 @@ def test_init_twice_is_fine_and_keeps_the_store(cli):
         assert "is ready" in result.stderr
         assert result.stdout == ""
     assert cli.json("store", "status") == before
-    # The activation code issued before both inits still works: the code key was not replaced.
+    # The one-time code sent before both inits still works: the code key was not replaced...
+    data = cli.json(*register_args, "--otp", sms_code)
+    before = cli.json("store", "status")
+    cli.ok("init")
+    assert cli.json("store", "status") == before
+    # ...and so does the activation code issued before the third init.
     activate(cli, data["administrator"], "marie.durand@example.fr")
     assert cli("history", "verify").exit_code == 0
 

@@ -28,8 +28,12 @@ ADMIN_A = "MDU000001"
 
 
 @contextlib.contextmanager
-def domain_env(url: str, identifier: str | None = None, *, profile: str | None = None) -> Iterator[Env]:
+def domain_env(
+    url: str, identifier: str | None = None, *, profile: str | None = None, stepped_up: bool = False
+) -> Iterator[Env]:
     """One transaction on the store, acting as ``identifier`` (with ``profile`` as the session saw it).
+
+    ``stepped_up``: as a session that verified a one-time code (sensitive actions need one).
 
     Committed when the block succeeds; rolled back when it raises (a PepsError with ``persist``
     commits, like AppContext.env()).
@@ -56,6 +60,7 @@ def domain_env(url: str, identifier: str | None = None, *, profile: str | None =
                     establishment_id=establishment.id,
                     siret=establishment.siret,
                     profile=profile or account.profile,
+                    stepped_up_at=clock.now() if stepped_up else None,
                 )
             try:
                 yield env
@@ -176,7 +181,7 @@ def test_create_returns_the_full_phone_and_records_it_masked(cli, admin_a):
         email="jeanne.dupont@EXAMPLE.fr",
         phone="06.12.34.56.78",
     )
-    with domain_env(cli.store, ADMIN_A) as env:
+    with domain_env(cli.store, ADMIN_A, stepped_up=True) as env:
         view = accounts.create(env, new)
 
     assert (view.identifier, view.status, view.civility, view.last_name) == ("JDU000002", "pending", "MME", "Dupont")

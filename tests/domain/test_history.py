@@ -16,7 +16,7 @@ from pepsctl import clock
 from pepsctl.domain import history
 from pepsctl.store.engine import create_store_engine, parse_store_url
 from pepsctl.store.models import AuditEvent
-from tests.conftest import FROZEN_AT, SIRET_A, SIRET_B, create_account, login, register
+from tests.conftest import FROZEN_AT, SIRET_A, SIRET_B, activate, create_account, login, register, with_code
 
 EVENT_KEYS = [
     "id",
@@ -265,7 +265,7 @@ def test_history_json_keys(cli, trail):
         assert list(event) == EVENT_KEYS
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     first = events[0]
-    assert first["action"] == "establishment.register"
+    assert first["action"] == "otp.sent"  # the registration's one-time code, sent before it registers
     assert first["at"] == "2026-01-15T09:30:00+00:00"
     assert first["establishment"] == SIRET_A
     assert isinstance(first["after"], dict)
@@ -316,8 +316,27 @@ def test_history_filter_action_exact_and_prefix(cli, admin_a):
 
 def test_history_filter_since(cli, admin_a):
     clock.advance(timedelta(days=2))
-    login(cli, admin_a)
-    create_account(cli, "Jean", "Martin")
+    login(cli, admin_a)  # a trusted workstation: no code, so the account creation asks for one
+    jean = json.loads(
+        with_code(
+            cli,
+            "accounts",
+            "create",
+            "--profile",
+            "user",
+            "--civility",
+            "M",
+            "--last-name",
+            "Martin",
+            "--first-name",
+            "Jean",
+            "--email",
+            "jean.martin@example.fr",
+            "--format",
+            "json",
+        ).stdout
+    )["identifier"]
+    activate(cli, jean, "jean.martin@example.fr")
     login(cli, admin_a)
     later = cli.json("history", "--since", "2026-01-16")
     assert later

@@ -56,6 +56,8 @@ def _child(
     barrier_before_lock: bool,
 ) -> None:
     """Run one operation as the owner of ``token``; put (name, exit code, message) on ``results``."""
+    import dataclasses
+
     from sqlmodel import Session
 
     from pepsctl import clock
@@ -86,6 +88,10 @@ def _child(
             env = Env(session=session, gateway=OutboxGateway())
             try:
                 env.actor = auth.resolve_session(env, token)
+                if kind == "create":
+                    # Creating an account is a sensitive action: act as a session that verified a
+                    # one-time code (the step-up itself is tested through the CLI).
+                    env.actor = dataclasses.replace(env.actor, stepped_up_at=clock.now())
                 outcome = _operation(env, kind, argument)
             except PepsError as error:
                 if error.persist:

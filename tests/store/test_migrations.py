@@ -57,6 +57,38 @@ def set_schema_version(store_url) -> Iterator:
         engine.dispose()
 
 
+ALL_REVISIONS = sorted(p.name[:4] for p in migrate.MIGRATIONS.joinpath("versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def test_revisions_are_numbered_in_order():
+    assert ALL_REVISIONS[-1] == SCHEMA_VERSION
+    assert [f"{n:04d}" for n in range(1, len(ALL_REVISIONS) + 1)] == ALL_REVISIONS
+
+
+def test_upgrade_from_the_first_revision_keeps_the_data(empty_store_url):
+    """A store created by an older pepsctl is upgraded in place, its rows kept."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = create_store_engine(parse_store_url(empty_store_url))
+    try:
+        command.upgrade(migrate.alembic_config(engine), "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO establishment (siret, siren, name, registration_path, status, created_at, updated_at)"
+                    " VALUES ('21999001700010', '219990017', 'Mairie', 'classic', 'active', :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00"},
+            )
+        migrate.upgrade(engine)
+        assert read_schema_version(engine) == SCHEMA_VERSION
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT name FROM establishment")).scalar_one() == "Mairie"
+    finally:
+        engine.dispose()
+
+
 def test_schema_version_is_the_alembic_head():
     assert migrate.head() == SCHEMA_VERSION
 
@@ -73,7 +105,7 @@ def test_upgrading_an_empty_database_gives_exactly_the_model_tables(empty_store_
     engine = create_store_engine(parse_store_url(empty_store_url))
     try:
         assert read_schema_version(engine) is None
-        assert migrate.pending(engine) == [SCHEMA_VERSION]
+        assert migrate.pending(engine) == ALL_REVISIONS
         migrate.upgrade(engine)
         assert read_schema_version(engine) == SCHEMA_VERSION
         assert migrate.pending(engine) == []
@@ -129,7 +161,7 @@ def test_store_upgrade_applies_the_pending_migrations(empty_store_url):
     cli = Cli(empty_store_url, CliRunner())
     before = cli.json("store", "status")
     assert before["schema_version"] is None
-    assert before["pending_migrations"] == [SCHEMA_VERSION]
+    assert before["pending_migrations"] == ALL_REVISIONS
     assert before["counts"] == {}
 
     # A store with no schema is refused by every other command.
@@ -138,7 +170,7 @@ def test_store_upgrade_applies_the_pending_migrations(empty_store_url):
     assert "pepsctl init" in result.stderr
 
     result = cli.ok("store", "upgrade")
-    assert f"Applied: {SCHEMA_VERSION}" in result.stderr
+    assert f"Applied: {', '.join(ALL_REVISIONS)}" in result.stderr
     after = cli.json("store", "status")
     assert after["schema_version"] == SCHEMA_VERSION
     assert after["pending_migrations"] == []

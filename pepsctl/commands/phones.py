@@ -1,0 +1,160 @@
+"""phones template | import | check: every account gets a correct, personal phone before the switch-over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pepsctl import output
+from pepsctl.commands._options import (
+    DryRunOpt,
+    FormatOpt,
+    OtpOpt,
+    YesOpt,
+    confirm,
+    fields_of,
+    fmt,
+    get_app,
+    run,
+    sub_app,
+)
+from pepsctl.errors import CheckFailed
+from pepsctl.i18n import _
+
+app = sub_app(
+    _(
+        "Phones for one-time codes: a template to fill, a bulk import, a check.\n\n"
+        "Example: pepsctl phones template --output phones.csv"
+    )
+)
+
+PROGRESS_THRESHOLD = 5000
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="phones")
+
+
+@app.command("template")
+def template(
+    ctx: typer.Context,
+    missing_only: Annotated[bool, typer.Option("--missing-only", help=_("Only accounts with no phone."))] = False,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help=_("Write the CSV here (UTF-8 with BOM, ';' for French Excel)."), show_default=False
+        ),
+    ] = None,
+) -> None:
+    """A CSV with one row per account (identifier, names, e-mail, current phone) to fill in and import.
+
+    Example: pepsctl phones template --missing-only --output phones.csv
+    """
+    from pepsctl.domain import phones
+
+    with get_app(ctx).env() as env:
+        rows = phones.template(env, missing_only=missing_only)
+    if output_file is None:
+        output.render(rows, "csv", columns=phones.TEMPLATE_COLUMNS)
+        return
+    count = output.write_csv(output_file, rows, phones.TEMPLATE_COLUMNS, delimiter=";")
+    output.success(_("Wrote {n} rows to {path}.").format(n=count, path=output_file))
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help=_("CSV file: identifier (or email) and phone columns."))],
+    dry_run: DryRunOpt = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help=_("Apply the valid rows even if some are invalid."))
+    ] = False,
+    allow_shared: Annotated[
+        bool, typer.Option("--allow-shared", help=_("Accept one number for several accounts."))
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help=_("Write the rejected rows, with a 'reason' column, to this CSV."), show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("No progress bar."))] = False,
+    yes: YesOpt = False,
+    otp: OtpOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Update phones in bulk from a CSV: every row validated first, then one transaction, undoable.
+
+    Any invalid row means nothing is written (exit 3) unless --skip-invalid. The same file twice
+    changes nothing the second time. Applying needs a one-time code (a sensitive action).
+
+    Example: pepsctl phones import phones.csv --dry-run    then    pepsctl phones import phones.csv --yes
+    """
+    from pepsctl.domain import phones
+
+    app_ = get_app(ctx)
+    source = phones.read_file(str(file))
+    for warning in source.warnings:
+        output.warn(warning)
+    if not dry_run:
+        confirm(_("Apply the phones of {path} ({n} rows)?").format(path=file, n=len(source.rows)), yes=yes)
+    options = phones.ImportOptions(dry_run=dry_run, skip_invalid=skip_invalid, allow_shared=allow_shared)
+    with output.progress(
+        len(source.rows), _("Checking rows"), enabled=not quiet and len(source.rows) >= PROGRESS_THRESHOLD
+    ) as advance:
+        result = run(app_, lambda env: phones.import_file(env, source, options, progress=advance), otp=otp)
+    _finish(result, source.headers, report, format, dry_run)
+
+
+def _finish(result, headers: list[str], report: Path | None, format, dry_run: bool) -> None:
+    from pepsctl.domain import bulk, csvio
+
+    if report is not None:
+        rows = csvio.report_rows(headers, result.rejects)
+        columns = [*(h for h in headers if h), "line", "reason"]
+        output.write_csv(report, rows, columns, delimiter=";")
+        output.info(_("Rejected rows written to {path}.").format(path=report))
+    shown = result.plan if dry_run else [p for p in result.plan if p.action == bulk.REJECT]
+    if dry_run or shown:
+        output.render(
+            [p for p in shown if p.action != bulk.UNCHANGED] if fmt(format) == "table" else shown,
+            fmt(format),
+            columns=fields_of(bulk.PlanRow),
+            title=_("Plan") if dry_run else _("Rejected rows"),
+        )
+    elif format is not None:
+        output.render(result.summary(), fmt(format), single=True)
+    summary = _("{total} rows: {changed} to change, {unchanged} unchanged, {rejected} rejected.").format(
+        total=result.total, changed=result.changed, unchanged=result.unchanged, rejected=result.rejected
+    )
+    if dry_run:
+        output.info(summary + " " + _("Dry run: nothing was written."))
+    elif result.applied:
+        output.success(
+            summary + " " + _("Applied as batch {id} (undo: pepsctl batches undo {id}).").format(id=result.batch_id)
+        )
+    elif result.error is None:
+        output.info(summary + " " + _("Nothing to change."))
+    if result.error is not None:
+        raise result.error
+
+
+@app.command("check")
+def check(ctx: typer.Context, format: FormatOpt = None) -> None:
+    """Find missing, invalid and shared phone numbers; exit 1 when there are any.
+
+    Example: pepsctl phones check --format csv > problems.csv
+    """
+    from pepsctl.domain import phones
+
+    with get_app(ctx).env() as env:
+        findings = phones.check(env)
+    output.render(findings, fmt(format), columns=fields_of(phones.Finding), title=_("Phone problems"))
+    if findings:
+        raise CheckFailed(
+            _("{n} phone problem(s) found.").format(n=len(findings)),
+            hint=_("Fill in 'pepsctl phones template --missing-only' and import it with 'pepsctl phones import'."),
+        )
+    output.success(_("Every account has a valid personal phone."))

@@ -1,0 +1,192 @@
+"""Batches: what each bulk file changed, and undo (the exact previous values, in one transaction)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from pepsctl import clock
+from pepsctl.domain import authz, bulk, history, lockout, stepup
+from pepsctl.domain.env import Env
+from pepsctl.domain.history import NewEvent
+from pepsctl.errors import Conflict, NotFound
+from pepsctl.i18n import _
+from pepsctl.store import queries
+from pepsctl.store.models import Account, Batch, BatchChange
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    id: int
+    kind: str
+    file_name: str | None
+    file_sha256: str | None
+    actor: str
+    establishment: str
+    created_at: datetime
+    rows_total: int
+    rows_changed: int
+    rows_unchanged: int
+    rows_rejected: int
+    undone_at: datetime | None
+    undo_of: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeView:
+    batch_id: int
+    identifier: str
+    line: int | None
+    before: dict
+    after: dict
+
+
+def _view(batch: Batch) -> BatchView:
+    assert batch.id is not None
+    return BatchView(
+        batch.id,
+        batch.kind,
+        batch.file_name,
+        batch.file_sha256,
+        batch.actor,
+        batch.establishment,
+        batch.created_at,
+        batch.rows_total,
+        batch.rows_changed,
+        batch.rows_unchanged,
+        batch.rows_rejected,
+        batch.undone_at,
+        batch.undo_of,
+    )
+
+
+def list_batches(env: Env) -> list[BatchView]:
+    actor = env.require_actor()
+    authz.require(env, "account.list", actor.establishment_id, target=actor.siret)
+    rows = env.session.scalars(select(Batch).where(col(Batch.establishment) == actor.siret).order_by(col(Batch.id)))
+    return [_view(b) for b in rows]
+
+
+def _load(env: Env, batch_id: int, action: str) -> Batch:
+    actor = env.require_actor()
+    batch = env.session.get(Batch, batch_id)
+    if batch is None:
+        env.require_actor()
+        raise NotFound(_("No batch {id}.").format(id=batch_id), hint=_("See 'pepsctl batches list'."))
+    if batch.establishment != actor.siret:
+        authz.deny(env, action, f"batch:{batch_id}")
+    authz.require(env, action, actor.establishment_id, target=f"batch:{batch_id}")
+    return batch
+
+
+def show(env: Env, batch_id: int) -> tuple[BatchView, list[ChangeView]]:
+    batch = _load(env, batch_id, "account.list")
+    changes = env.session.scalars(
+        select(BatchChange).where(col(BatchChange.batch_id) == batch_id).order_by(col(BatchChange.id))
+    )
+    return _view(batch), [
+        ChangeView(batch_id, c.identifier, c.line, json.loads(c.before), json.loads(c.after)) for c in changes
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    batch_id: int
+    undo_batch_id: int
+    restored: int
+    conflicts: list[str]
+
+
+def undo(env: Env, batch_id: int, *, force: bool = False) -> UndoResult:
+    """Restore the exact previous phones of a batch, in one transaction; refuse if rows changed since."""
+    batch = _load(env, batch_id, "account.update")
+    actor = env.require_actor()
+    if batch.undone_at is not None:
+        raise Conflict(_("Batch {id} was already undone.").format(id=batch_id))
+    if batch.kind != "phones":
+        raise Conflict(_("Batch {id} ({kind}) cannot be undone.").format(id=batch_id, kind=batch.kind))
+    queries.lock_establishment(env.session, actor.establishment_id)
+    changes = list(
+        env.session.scalars(
+            select(BatchChange).where(col(BatchChange.batch_id) == batch_id).order_by(col(BatchChange.id))
+        )
+    )
+    current = {
+        row.id: row
+        for row in env.session.execute(
+            select(Account.id, Account.phone, Account.phone_type)
+            .join(BatchChange, col(BatchChange.account_id) == col(Account.id))
+            .where(col(BatchChange.batch_id) == batch_id)
+        )
+    }
+    conflicts, restore = [], []
+    for c in changes:
+        after, before = json.loads(c.after), json.loads(c.before)
+        now_row = current.get(c.account_id)
+        if now_row is None:
+            conflicts.append(c.identifier)
+            continue
+        if (now_row.phone, now_row.phone_type) != (after["phone"], after["phone_type"]):
+            conflicts.append(c.identifier)
+            if not force:
+                continue
+        restore.append((c, before, {"phone": now_row.phone, "phone_type": now_row.phone_type}))
+    if conflicts and not force:
+        raise Conflict(
+            _("{n} account(s) changed after batch {id}: {names}.").format(
+                n=len(conflicts), id=batch_id, names=", ".join(conflicts[:10])
+            ),
+            hint=_("Undo with --force to restore the batch's previous values anyway (later changes are lost)."),
+        )
+    stepup.require(env, "bulk.apply")
+    now = clock.now()
+    queries.bulk_update_phones(
+        env.session,
+        [
+            {"id": c.account_id, "phone": before["phone"], "phone_type": before["phone_type"]}
+            for c, before, _n in restore
+        ],
+        now,
+    )
+    undo_id = bulk.record_batch(
+        env,
+        kind="undo",
+        source=None,
+        changes=[
+            {"account_id": c.account_id, "identifier": c.identifier, "line": c.line, "before": now_val, "after": before}
+            for c, before, now_val in restore
+        ],
+        counts=(len(changes), len(restore), 0, 0),
+        undo_of=batch_id,
+    )
+    lockout.revoke_sessions_of_batch(env, undo_id)  # restoring a phone is a phone change too
+    batch.undone_at = now
+    env.session.add(batch)
+    history.record_many(
+        env,
+        [
+            NewEvent(
+                action="phone.undo",
+                target=c.identifier,
+                establishment=actor.siret,
+                before={"phone": now_val["phone"]},
+                after={"phone": before["phone"]},
+                batch_id=undo_id,
+            )
+            for c, before, now_val in restore
+        ]
+        + [
+            NewEvent(
+                action="batch.undo",
+                target=f"batch:{batch_id}",
+                establishment=actor.siret,
+                batch_id=undo_id,
+                after={"restored": len(restore), "forced": bool(conflicts)},
+            )
+        ],
+    )
+    return UndoResult(batch_id, undo_id, len(restore), conflicts)

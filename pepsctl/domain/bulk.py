@@ -1,0 +1,138 @@
+"""The one bulk engine: validate every row in memory, plan, then apply in one transaction.
+
+Every import follows the same steps: read the file (:mod:`csvio`), validate every row with the
+same validators as the single-record commands, load the rows it touches in one query, compute a
+plan per row (update ``field: a → b`` / unchanged / reject + reason), and — unless ``--dry-run``,
+or a row was rejected without ``--skip-invalid`` — apply it in one transaction: set-based writes
+(executemany on SQLite, COPY and one ``UPDATE … FROM`` on PostgreSQL), the batch and its per-row
+changes recorded for ``batches show/undo``, one history event per changed row. The same file twice
+changes nothing the second time (and records no batch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pepsctl import clock
+from pepsctl.domain import csvio
+from pepsctl.domain.env import Env
+from pepsctl.errors import InvalidInput
+from pepsctl.i18n import _, ngettext
+from pepsctl.store import queries
+from pepsctl.store.models import Batch, BatchChange
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+UPDATE = "update"
+UNCHANGED = "unchanged"
+REJECT = "reject"
+
+Progress = Callable[[int], None]
+
+
+def no_progress(_n: int = 1) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    line: int
+    identifier: str | None
+    action: str  # update | unchanged | reject
+    field: str | None
+    before: str | None
+    after: str | None
+    reason: str | None
+
+
+@dataclass(slots=True)
+class BulkResult:
+    kind: str
+    file: str
+    total: int
+    changed: int
+    unchanged: int
+    rejected: int
+    applied: bool
+    dry_run: bool
+    batch_id: int | None
+    plan: list[PlanRow]
+    rejects: list[tuple[csvio.Row, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skip_invalid: bool = False
+
+    @property
+    def error(self) -> InvalidInput | None:
+        """Exit 3 when rows were rejected and nothing was written (no --skip-invalid)."""
+        if self.rejected and not self.applied and not self.dry_run and not self.skip_invalid:
+            return InvalidInput(
+                ngettext(
+                    "{n} row is invalid: nothing was written.",
+                    "{n} rows are invalid: nothing was written.",
+                    self.rejected,
+                ).format(n=self.rejected),
+                field="file",
+                hint=_("Fix them (see --report FILE), or apply the valid rows with --skip-invalid."),
+            )
+        return None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "total": self.total,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "applied": self.applied,
+            "dry_run": self.dry_run,
+            "batch_id": self.batch_id,
+        }
+
+
+def record_batch(
+    env: Env,
+    *,
+    kind: str,
+    source: csvio.CsvFile | None,
+    changes: list[dict],
+    counts: tuple[int, int, int, int],
+    undo_of: int | None = None,
+) -> int:
+    """Record the batch and its per-row changes (``account_id, identifier, line, before, after``)."""
+    actor = env.require_actor()
+    total, changed, unchanged, rejected = counts
+    batch = Batch(
+        kind=kind,
+        file_name=source.path[-255:] if source else None,
+        file_sha256=source.sha256 if source else None,
+        actor=actor.identifier,
+        establishment=actor.siret,
+        created_at=clock.now(),
+        rows_total=total,
+        rows_changed=changed,
+        rows_unchanged=unchanged,
+        rows_rejected=rejected,
+        undo_of=undo_of,
+    )
+    env.session.add(batch)
+    env.session.flush()
+    assert batch.id is not None
+    queries.bulk_insert(
+        env.session,
+        BatchChange,
+        [
+            {
+                "batch_id": batch.id,
+                "account_id": c["account_id"],
+                "identifier": c["identifier"],
+                "line": c.get("line"),
+                "before": _ENCODER.encode(c["before"]),
+                "after": _ENCODER.encode(c["after"]),
+            }
+            for c in changes
+        ],
+    )
+    return batch.id

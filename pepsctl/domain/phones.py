@@ -1,0 +1,333 @@
+"""Phones before the two-factor switch-over: a template to fill, a bulk import, a check.
+
+- ``template``: one row per account in scope (identifier, names, e-mail, current phone).
+- ``import_file``: match by identifier, or by e-mail when there is none; normalise to E.164; the
+  type decides SMS or voice; numbers that can receive neither are refused; a number given to
+  several accounts is refused (``--allow-shared`` accepts it); an empty phone cell changes nothing.
+  A changed number is marked unverified and the agent is e-mailed.
+- ``check``: missing, invalid and shared numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pepsctl import clock
+from pepsctl.domain import authz, bulk, csvio, history, lockout, notify, stepup
+from pepsctl.domain import validation as v
+from pepsctl.domain.env import Env
+from pepsctl.domain.history import NewEvent
+from pepsctl.errors import InvalidInput
+from pepsctl.i18n import _
+from pepsctl.store import queries
+from pepsctl.store.models import Establishment
+
+KIND = "phones"
+TEMPLATE_COLUMNS = ["identifier", "last_name", "first_name", "email", "phone"]
+
+
+def _scope(env: Env, action: str) -> list[Establishment]:
+    """The establishments the actor may act on for ``action`` (their own, for now)."""
+    actor = env.require_actor()
+    establishment = env.session.get(Establishment, actor.establishment_id)
+    assert establishment is not None and establishment.id is not None
+    authz.require(env, action, establishment.id, target=establishment.siret)
+    return [establishment]
+
+
+def template(env: Env, *, missing_only: bool = False) -> list[dict[str, str | None]]:
+    scope = _scope(env, "account.list")
+    rows = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+    return [
+        {
+            "identifier": r.identifier,
+            "last_name": r.last_name,
+            "first_name": r.first_name,
+            "email": r.email,
+            "phone": r.phone,
+        }
+        for r in rows
+        if not missing_only or r.phone is None
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    identifier: str
+    last_name: str
+    first_name: str
+    email: str
+    issue: str  # missing | invalid | shared
+    phone: str | None
+    detail: str | None
+
+
+def check(env: Env) -> list[Finding]:
+    """Accounts whose phone is missing, no longer valid, or shared with another account."""
+    scope = _scope(env, "account.list")
+    rows = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+    by_phone: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r.phone:
+            by_phone[r.phone].append(r.identifier)
+    findings = []
+    for r in rows:
+        masked = v.mask_phone(r.phone)
+        if r.phone is None:
+            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "missing", None, None))
+            continue
+        try:
+            v.normalize_phone(r.phone)
+        except InvalidInput as error:
+            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "invalid", masked, error.message))
+            continue
+        others = [i for i in by_phone[r.phone] if i != r.identifier]
+        if others:
+            detail = _("also used by {others}").format(others=", ".join(others))
+            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "shared", masked, detail))
+    return findings
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    dry_run: bool = False
+    skip_invalid: bool = False
+    allow_shared: bool = False
+
+
+def read_file(path: str) -> csvio.CsvFile:
+    """Read the file and normalise every distinct phone writing once, before any transaction opens.
+
+    Parsing phones is the costly part of an import (phonenumbers: ~45,000 numbers a second); doing
+    it here keeps the write transaction — and the lock it holds — short.
+    """
+    source = csvio.read(
+        path, wanted=("identifier", "email", "phone"), required_any=[("identifier", "email"), ("phone",)]
+    )
+    parsed = source.parsed
+    for row in source.rows:
+        raw = row.values.get("phone", "")
+        if raw and raw not in parsed:
+            try:
+                parsed[raw] = v.normalize_phone(raw)
+            except InvalidInput as error:
+                parsed[raw] = error
+    return source
+
+
+def _phone(source: csvio.CsvFile, raw: str) -> v.Phone:
+    found = source.parsed.get(raw)
+    if found is None:
+        found = v.normalize_phone(raw)
+    if isinstance(found, InvalidInput):
+        raise found
+    assert isinstance(found, v.Phone)
+    return found
+
+
+def import_file(
+    env: Env, source: csvio.CsvFile, options: ImportOptions, *, progress: bulk.Progress = bulk.no_progress
+) -> bulk.BulkResult:
+    scope = _scope(env, "account.update")
+    for establishment in scope:
+        assert establishment.id is not None
+        queries.lock_establishment(env.session, establishment.id)
+    accounts = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+    by_identifier = {a.identifier: a for a in accounts}
+    by_email: dict[str, list] = defaultdict(list)
+    for a in accounts:
+        by_email[a.email.casefold()].append(a)
+
+    plan: list[bulk.PlanRow] = []
+    rejects: list[tuple[csvio.Row, str]] = []
+    updates: dict[int, tuple[csvio.Row, v.Phone]] = {}  # account id -> (row, new phone)
+    seen: dict[int, int] = {}  # account id -> line
+    done = 0
+    for row in source.rows:
+        done += 1
+        if done % 5000 == 0:
+            progress(5000)
+        account, reason = _match(row, by_identifier, by_email)
+        if account is None:
+            rejects.append((row, reason))
+            plan.append(
+                bulk.PlanRow(row.line, row.values.get("identifier") or None, bulk.REJECT, "phone", None, None, reason)
+            )
+            continue
+        if account.id in seen:
+            reason = _("the account is already on line {line}").format(line=seen[account.id])
+            rejects.append((row, reason))
+            plan.append(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", None, None, reason))
+            continue
+        seen[account.id] = row.line
+        raw = row.values.get("phone", "")
+        if not raw:
+            plan.append(
+                bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone, None)
+            )
+            continue
+        try:
+            phone = _phone(source, raw)
+        except InvalidInput as error:
+            rejects.append((row, error.message))
+            plan.append(
+                bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, None, error.message)
+            )
+            continue
+        if phone.e164 == account.phone and phone.type == account.phone_type:
+            plan.append(
+                bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone, None)
+            )
+            continue
+        updates[account.id] = (row, phone)
+        plan.append(bulk.PlanRow(row.line, account.identifier, bulk.UPDATE, "phone", account.phone, phone.e164, None))
+    progress(done % 5000)
+
+    if not options.allow_shared:
+        _reject_shared(accounts, updates, plan, rejects)
+
+    changed = sum(1 for p in plan if p.action == bulk.UPDATE)
+    unchanged = sum(1 for p in plan if p.action == bulk.UNCHANGED)
+    result = bulk.BulkResult(
+        kind=KIND,
+        file=source.path,
+        total=len(source.rows),
+        changed=changed,
+        unchanged=unchanged,
+        rejected=len(rejects),
+        applied=False,
+        dry_run=options.dry_run,
+        batch_id=None,
+        plan=plan,
+        rejects=rejects,
+        warnings=list(source.warnings),
+        skip_invalid=options.skip_invalid,
+    )
+    if options.dry_run or (rejects and not options.skip_invalid) or not changed:
+        if rejects and not options.skip_invalid and not options.dry_run:
+            actor = env.require_actor()
+            history.record(
+                env,
+                "bulk.rejected",
+                target=source.path[-64:],
+                establishment=actor.siret,
+                after={"kind": KIND, "rejected": len(rejects), "rows": len(source.rows)},
+            )
+        return result
+    stepup.require(env, "bulk.apply")
+    result.batch_id = _apply(env, source, accounts, updates, plan, result)
+    result.applied = True
+    return result
+
+
+def _match(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[object | None, str]:
+    identifier = row.values.get("identifier", "")
+    if identifier:
+        try:
+            identifier = v.normalize_identifier(identifier)
+        except InvalidInput as error:
+            return None, error.message
+        account = by_identifier.get(identifier)
+        if account is None:
+            return None, _("no account {identifier} in the establishments you may act on").format(identifier=identifier)
+        return account, ""
+    email = row.values.get("email", "")
+    if not email:
+        return None, _("no identifier and no e-mail")
+    matches = by_email.get(email.casefold(), [])
+    if not matches:
+        return None, _("no account with this e-mail in the establishments you may act on")
+    if len(matches) > 1:
+        return None, _("several accounts use this e-mail: give the identifier")
+    return matches[0], ""
+
+
+def _reject_shared(accounts, updates, plan, rejects) -> None:
+    """Refuse rows that would give one number to several accounts."""
+    final: dict[str, list[int]] = defaultdict(list)
+    for a in accounts:
+        number = updates[a.id][1].e164 if a.id in updates else a.phone
+        if number:
+            final[number].append(a.id)
+    identifiers = {a.id: a.identifier for a in accounts}
+    shared = {aid: others for ids in final.values() if len(ids) > 1 for aid in ids for others in [ids]}
+    bad = [aid for aid in updates if aid in shared]
+    if not bad:
+        return
+    by_line = {p.line: i for i, p in enumerate(plan)}
+    for aid in bad:
+        row, phone = updates.pop(aid)
+        others = ", ".join(identifiers[o] for o in shared[aid] if o != aid)
+        reason = _("number shared with {others} (one personal number per agent; --allow-shared accepts it)").format(
+            others=others
+        )
+        rejects.append((row, reason))
+        index = by_line[row.line]
+        old = plan[index]
+        plan[index] = bulk.PlanRow(old.line, old.identifier, bulk.REJECT, "phone", old.before, phone.e164, reason)
+
+
+def _apply(env: Env, source, accounts, updates, plan, result: bulk.BulkResult) -> int:
+    now = clock.now()
+    actor = env.require_actor()
+    current = {a.id: a for a in accounts}
+    rows = [{"id": aid, "phone": phone.e164, "phone_type": phone.type} for aid, (_row, phone) in updates.items()]
+    queries.bulk_update_phones(env.session, rows, now)
+    changes = [
+        {
+            "account_id": aid,
+            "identifier": current[aid].identifier,
+            "line": row.line,
+            "before": {"phone": current[aid].phone, "phone_type": current[aid].phone_type},
+            "after": {"phone": phone.e164, "phone_type": phone.type},
+        }
+        for aid, (row, phone) in updates.items()
+    ]
+    batch_id = bulk.record_batch(
+        env,
+        kind=KIND,
+        source=source,
+        changes=changes,
+        counts=(result.total, len(changes), result.unchanged, result.rejected),
+    )
+    lockout.revoke_sessions_of_batch(env, batch_id)  # a phone change ends the agent's sessions (security.md)
+    history.record_many(
+        env,
+        [
+            NewEvent(
+                action="phone.update",
+                target=c["identifier"],
+                establishment=actor.siret,
+                before={"phone": c["before"]["phone"]},
+                after={"phone": c["after"]["phone"]},
+                batch_id=batch_id,
+            )
+            for c in changes
+        ],
+    )
+    notify.deliver_many(
+        env.session,
+        env.gateway,
+        [
+            notify.Message(
+                channel="email",
+                to=current[c["account_id"]].email,
+                subject=_("Your PEP's phone number changed"),
+                body=_(
+                    "The phone number of your account {identifier}, used for one-time codes, is now {phone}.\n"
+                    "If this is not your personal number, tell your administrator.\n"
+                ).format(identifier=c["identifier"], phone=v.mask_phone(c["after"]["phone"])),
+            )
+            for c in changes
+        ],
+    )
+    history.record(
+        env,
+        "bulk.applied",
+        target=f"batch:{batch_id}",
+        establishment=actor.siret,
+        batch_id=batch_id,
+        after={"kind": KIND, "changed": len(changes), "rows": result.total, "sha256": source.sha256},
+    )
+    return batch_id
