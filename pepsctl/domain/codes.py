@@ -52,7 +52,7 @@ def code_hash(session: Session, code: str) -> str:
 
 
 def new_long_code() -> str:
-    """A 12-character activation/reset code, shown as XXXX-XXXX-XXXX (about 59 bits)."""
+    """A 12-character activation/reset code, shown in three groups of four, e.g. ABCD-EFGH-JKMN (about 59 bits)."""
     raw = "".join(secrets.choice(_ALPHABET) for _ in range(12))
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
