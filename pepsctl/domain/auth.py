@@ -153,17 +153,15 @@ def _second_factor(env: Env, request: LoginRequest, account: Account, establishm
     if account.phone is None:
         _first_phone(env, request, account, establishment)
         return
-    if not request.otp:
-        sent = otp.send(
-            env,
-            account=account,
-            purpose="login",
-            phone=account.phone,
-            phone_type=account.phone_type,
-            establishment=siret,
-        )
-        raise stepup.code_sent_error(sent)
-    otp.verify(env, account=account, purpose="login", code=request.otp, establishment=siret)
+    otp.send_or_verify(
+        env,
+        request.otp,
+        account=account,
+        purpose="login",
+        phone=account.phone,
+        phone_type=account.phone_type,
+        establishment=siret,
+    )
     if account.phone_verified_at is None:
         account.phone_verified_at = clock.now()
 
@@ -176,23 +174,13 @@ def _first_phone(env: Env, request: LoginRequest, account: Account, establishmen
             hint=_("Give your personal phone: run the same command again with --phone NUMBER."),
         )
     phone = v.normalize_phone(request.phone)
-    purpose = "phone-new"
-    if not request.otp:
-        sent = otp.send(
-            env,
-            account=account,
-            purpose=purpose,
-            phone=phone.e164,
-            phone_type=phone.type,
-            target=phone.e164,
-            establishment=establishment.siret,
-        )
-        raise stepup.code_sent_error(sent)
-    otp.verify(
+    otp.send_or_verify(
         env,
+        request.otp,
         account=account,
-        purpose=purpose,
-        code=request.otp,
+        purpose="phone-new",
+        phone=phone.e164,
+        phone_type=phone.type,
         target=phone.e164,
         establishment=establishment.siret,
     )
@@ -387,16 +375,7 @@ def set_password(env: Env, identifier: str, code: str, password: str) -> Session
     lockout.revoke_sessions(env, account.id)
     if not first_activation:
         lockout.revoke_trust(env, account.id)
-        notify.send_email(
-            env.session,
-            env.gateway,
-            to=account.email,
-            subject=_("Your PEP's password was changed"),
-            body=_(
-                "The password of your account {identifier} was just set with a reset code.\n"
-                "If this was not you, tell your administrator at once.\n"
-            ).format(identifier=account.identifier),
-        )
+        _password_notice(env, account, _("was just set with a reset code"))
     history.record(
         env,
         "account.activate" if first_activation else "auth.password.set",
@@ -497,14 +476,18 @@ def change_password(env: Env, current: str, new: str) -> None:
     env.session.add(account)
     lockout.revoke_sessions(env, account.id, keep=actor.session_id)
     lockout.revoke_trust(env, account.id)
+    _password_notice(env, account, _("was changed; your other sessions were ended"))
+    history.record(env, "auth.password.changed", target=account.identifier, establishment=establishment.siret)
+
+
+def _password_notice(env: Env, account: Account, what: str) -> None:
+    """Tell the person, by e-mail, that their password changed."""
     notify.send_email(
         env.session,
         env.gateway,
         to=account.email,
         subject=_("Your PEP's password was changed"),
         body=_(
-            "The password of your account {identifier} was changed; your other sessions were ended.\n"
-            "If this was not you, tell your administrator at once.\n"
-        ).format(identifier=account.identifier),
+            "The password of your account {identifier} {what}.\nIf this was not you, tell your administrator at once.\n"
+        ).format(identifier=account.identifier, what=what),
     )
-    history.record(env, "auth.password.changed", target=account.identifier, establishment=establishment.siret)

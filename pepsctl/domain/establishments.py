@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from pepsctl import clock
-from pepsctl.domain import accounts, history, otp, stepup
+from pepsctl.domain import accounts, history, otp
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, Env
 from pepsctl.domain.models import (
@@ -91,19 +91,17 @@ def register(env: Env, new: NewEstablishment, *, require_code: bool = True) -> R
     if env.actor is None and env.label is None:
         env.label = f"registrant:{email}"
     if require_code:
-        target = f"{siret}:{phone.e164}"
-        if not env.otp:
-            sent = otp.send(
-                env,
-                account=None,
-                purpose="register",
-                phone=phone.e164,
-                phone_type=phone.type,
-                target=target,
-                establishment=siret,
-            )
-            raise stepup.code_sent_error(sent, "establishment.register")
-        otp.verify(env, account=None, purpose="register", code=env.otp, target=target, establishment=siret)
+        otp.send_or_verify(
+            env,
+            env.otp,
+            account=None,
+            purpose="register",
+            phone=phone.e164,
+            phone_type=phone.type,
+            target=f"{siret}:{phone.e164}",
+            establishment=siret,
+            action="establishment.register",
+        )
     now = clock.now()
     establishment = Establishment(
         siret=siret,

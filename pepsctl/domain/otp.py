@@ -17,7 +17,7 @@ from pepsctl.domain import codes, history, lockout
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import Env
 from pepsctl.domain.notify import Message
-from pepsctl.errors import AuthError, Conflict
+from pepsctl.errors import AuthError, Conflict, OtpRequired
 from pepsctl.i18n import _
 from pepsctl.store.models import Account
 
@@ -184,3 +184,46 @@ def recently_verified(env: Env, account: Account, purpose: str, *, target: str, 
         .where(col(OneTimeCode.used_at) > clock.now() - within)
     )
     return bool(env.session.execute(query).scalar_one())
+
+
+def code_sent_error(sent: Sent, action: str | None = None) -> OtpRequired:
+    how = _("by SMS") if sent.channel == "sms" else _("by voice call")
+    if action:
+        message = _("This action ({action}) needs a one-time code: one was sent {how} to {to}.").format(
+            action=action, how=how, to=sent.to
+        )
+    else:
+        message = _("A one-time code was sent {how} to {to}.").format(how=how, to=sent.to)
+    return OtpRequired(
+        message,
+        hint=_("Run the same command again with --otp CODE (valid 5 minutes)."),
+        persist=True,
+    )
+
+
+def send_or_verify(
+    env: Env,
+    code: str | None,
+    *,
+    account: Account | None,
+    purpose: str,
+    phone: str,
+    phone_type: str | None,
+    target: str | None = None,
+    establishment: str | None = None,
+    action: str | None = None,
+) -> None:
+    """The two-step form every code follows: without ``code``, send one and stop (exit 6,
+    saying where it went); with it, verify it (or fail, counted against the lockout)."""
+    if not code:
+        sent = send(
+            env,
+            account=account,
+            purpose=purpose,
+            phone=phone,
+            phone_type=phone_type,
+            target=target,
+            establishment=establishment,
+        )
+        raise code_sent_error(sent, action)
+    verify(env, account=account, purpose=purpose, code=code, target=target, establishment=establishment)

@@ -81,19 +81,7 @@ def require(env: Env, action: str) -> None:
     raise code_sent_error(sent, action)
 
 
-def code_sent_error(sent: otp.Sent, action: str | None = None) -> OtpRequired:
-    how = _("by SMS") if sent.channel == "sms" else _("by voice call")
-    if action:
-        message = _("This action ({action}) needs a one-time code: one was sent {how} to {to}.").format(
-            action=action, how=how, to=sent.to
-        )
-    else:
-        message = _("A one-time code was sent {how} to {to}.").format(how=how, to=sent.to)
-    return OtpRequired(
-        message,
-        hint=_("Run the same command again with --otp CODE (valid 5 minutes)."),
-        persist=True,
-    )
+code_sent_error = otp.code_sent_error  # kept for the callers of the step-up module
 
 
 def mark_stepped_up(env: Env) -> None:
