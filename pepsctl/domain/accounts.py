@@ -213,10 +213,7 @@ def resolve_establishment(env: Env, siret: str | None, action: str) -> Establish
         establishment = env.session.get(Establishment, actor.establishment_id)
         assert establishment is not None
     else:
-        try:
-            siret = v.normalize_siret(siret)
-        except InvalidInput:
-            raise
+        siret = v.normalize_siret(siret)
         establishment = queries.get_establishment_by_siret(env.session, siret)
         if establishment is None:
             authz.deny(env, action, siret)

@@ -12,6 +12,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
+from sqlmodel import col
+
 from pepsctl import clock
 from pepsctl.domain import codes, history, lockout
 from pepsctl.domain import validation as v
@@ -19,7 +22,7 @@ from pepsctl.domain.env import Env
 from pepsctl.domain.notify import Message
 from pepsctl.errors import AuthError, Conflict, OtpRequired
 from pepsctl.i18n import _
-from pepsctl.store.models import Account
+from pepsctl.store.models import Account, OneTimeCode
 
 LIFETIME = timedelta(seconds=300)
 RATE_LIMIT = 5
@@ -147,43 +150,34 @@ def verify(
     )
 
 
-def pending(env: Env, account: Account, purpose: str, *, target: str | None = None) -> bool:
-    """True when a code of that purpose was sent and is still usable."""
-    from sqlalchemy import func, select
-    from sqlmodel import col
-
-    from pepsctl.store.models import OneTimeCode
-
+def _exists(env: Env, account: Account, purpose: str, *conditions) -> bool:
     query = (
         select(func.count())
         .select_from(OneTimeCode)
         .where(col(OneTimeCode.account_id) == account.id)
         .where(col(OneTimeCode.purpose) == purpose)
-        .where(col(OneTimeCode.used_at).is_(None))
-        .where(col(OneTimeCode.invalidated_at).is_(None))
-        .where(col(OneTimeCode.expires_at) > clock.now())
+        .where(*conditions)
     )
-    if target is not None:
-        query = query.where(col(OneTimeCode.target) == target)
     return bool(env.session.execute(query).scalar_one())
+
+
+def pending(env: Env, account: Account, purpose: str, *, target: str | None = None) -> bool:
+    """True when a code of that purpose was sent and is still usable."""
+    conditions = [
+        col(OneTimeCode.used_at).is_(None),
+        col(OneTimeCode.invalidated_at).is_(None),
+        col(OneTimeCode.expires_at) > clock.now(),
+    ]
+    if target is not None:
+        conditions.append(col(OneTimeCode.target) == target)
+    return _exists(env, account, purpose, *conditions)
 
 
 def recently_verified(env: Env, account: Account, purpose: str, *, target: str, within: timedelta) -> bool:
     """True when a code of that purpose and target was used within ``within``."""
-    from sqlalchemy import func, select
-    from sqlmodel import col
-
-    from pepsctl.store.models import OneTimeCode
-
-    query = (
-        select(func.count())
-        .select_from(OneTimeCode)
-        .where(col(OneTimeCode.account_id) == account.id)
-        .where(col(OneTimeCode.purpose) == purpose)
-        .where(col(OneTimeCode.target) == target)
-        .where(col(OneTimeCode.used_at) > clock.now() - within)
+    return _exists(
+        env, account, purpose, col(OneTimeCode.target) == target, col(OneTimeCode.used_at) > clock.now() - within
     )
-    return bool(env.session.execute(query).scalar_one())
 
 
 def code_sent_error(sent: Sent, action: str | None = None) -> OtpRequired:
