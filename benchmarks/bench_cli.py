@@ -24,6 +24,43 @@ def timed(cmd: list[str], env: dict[str, str], runs: int, stdin: str | None = No
     return statistics.median(samples) * 1000, min(samples) * 1000
 
 
+def matrix_in_process(engine, runs: int = 7) -> tuple[float, float]:
+    """The matrix's own cost, without the interpreter's start-up: query, pivot and table rendering."""
+    import io
+
+    from sqlmodel import Session
+
+    from pepsctl.commands.rights import render_matrix
+    from pepsctl.domain import rights
+    from pepsctl.domain.env import Env
+    from pepsctl.domain.notify import RefusingGateway
+    from pepsctl.store import queries
+
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with Session(engine) as session:
+            admin = queries.get_account_by_identifier(session, "MDU000001")
+            env = Env(session=session, gateway=RefusingGateway(), actor=_actor(session, admin))
+            grid = rights.matrix(env)
+            out = io.StringIO()
+            real, sys.stdout = sys.stdout, out
+            try:
+                render_matrix(grid, "table")
+            finally:
+                sys.stdout = real
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000, min(samples) * 1000
+
+
+def _actor(session, account):
+    from pepsctl.domain.env import Actor
+    from pepsctl.store.models import Establishment
+
+    establishment = session.get(Establishment, account.establishment_id)
+    return Actor(account.id, account.identifier, account.establishment_id, establishment.siret, account.profile)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=21)
@@ -73,6 +110,19 @@ def main() -> None:
     n = args.accounts + 13
     rows.append((f"accounts list ({n} accounts, table)", *timed([*pepsctl, "accounts", "list"], env, 7)))
     rows.append((f"accounts list ({n} accounts, json)", *timed([*pepsctl, "accounts", "list", "-f", "json"], env, 7)))
+
+    # rights matrix: every account with 4 rights over 12 services.
+    from benchmarks.generate import add_rights
+
+    engine = create_store_engine(parse_store_url(store))
+    services = ["estimation", "simulation", "cir", "di", "cotisations", "courriers", "emaj", "attestations",
+                "consultation-comptes", "suivi-dsn", "affiliation", "messagerie"]  # fmt: skip
+    granted = add_rights(engine, DEMO_SIRET, services)
+    rows.append((f"matrix in-process ({n} accounts, {granted} rights): query + table", *matrix_in_process(engine)))
+    engine.dispose()
+    for fmt_ in ("table", "csv", "json"):
+        cmd = [*pepsctl, "rights", "matrix", "-f", fmt_]
+        rows.append((f"rights matrix ({n} accounts, {fmt_}), whole command", *timed(cmd, env, 7)))
 
     print(f"store: {parse_store_url(store).dialect}, python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print("| scenario | median ms | min ms |")

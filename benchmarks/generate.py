@@ -48,3 +48,33 @@ def add_accounts(engine, siret: str, count: int) -> None:
                 }
             )
         session.execute(insert(Account), rows)
+
+
+def add_rights(engine, siret: str, services: list[str], per_account: int = 4) -> int:
+    """Give every account of the establishment ``per_account`` rights (rotating services and levels)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from pepsctl.store.models import AccountRight
+
+    now = clock.now()
+    with Session(engine) as session, session.begin():
+        establishment = queries.get_establishment_by_siret(session, siret)
+        assert establishment is not None
+        ids = list(session.scalars(select(Account.id).where(col(Account.establishment_id) == establishment.id)))
+        session.execute(AccountRight.__table__.delete().where(col(AccountRight.establishment_id) == establishment.id))
+        rows = [
+            {
+                "account_id": account_id,
+                "establishment_id": establishment.id,
+                "service_code": services[(i + k) % len(services)],
+                "level": "write" if (i + k) % 3 == 0 else "read",
+                "delegation_id": None,
+                "granted_by": "benchmark",
+                "granted_at": now,
+            }
+            for i, account_id in enumerate(ids)
+            for k in range(per_account)
+        ]
+        session.execute(insert(AccountRight), rows)
+    return len(rows)

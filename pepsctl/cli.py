@@ -18,12 +18,14 @@ from pepsctl.commands import (
     accounts,
     auth,
     batches,
+    delegations,
     establishments,
     history,
     me,
     outbox,
     phones,
     profile,
+    rights,
     store,
 )
 from pepsctl.config import ENV_DEBUG, env_flag
@@ -47,6 +49,12 @@ class PepsGroup(TyperGroup):
             raise typer.Exit(error.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt, EOFError):
             raise
+        except BrokenPipeError:
+            # The reader went away (| head): not an error of ours. Silence the final flush too.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as error:
             if env_flag(ENV_DEBUG) or _is_usage_error(error):
                 raise
@@ -130,6 +138,8 @@ phones.register(app)
 batches.register(app)
 me.register(app)
 app.add_typer(outbox.app, name="outbox")
+rights.register(app)
+delegations.register(app)
 
 
 def main() -> None:

@@ -106,14 +106,41 @@ def logout(ctx: typer.Context) -> None:
     output.success(_("Logged out.") if ended else _("You were not logged in."))
 
 
-def whoami(ctx: typer.Context, format: FormatOpt = None) -> None:
+def whoami(
+    ctx: typer.Context,
+    can: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--can",
+            metavar="ACTION TARGET",
+            help=_(
+                "Explain whether you may run ACTION on TARGET, and which rule decides. ACTION: read:SERVICE, "
+                "write:SERVICE, or a gate action such as account.update; TARGET: an account identifier, "
+                "a SIRET or delegation:ID. Exit 0 when allowed, 7 when refused."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    format: FormatOpt = None,
+) -> None:
     """Who you are, in which establishment, and until when the session lasts.
 
-    Example: pepsctl whoami --format json
+    With --can, the authorization gate explains one decision instead.
+
+    Example: pepsctl whoami --can read:cir 21999001700010
     """
     from pepsctl.domain import auth
 
     app = get_app(ctx)
+    if can is not None and can[0] is not None:
+        from pepsctl.domain import authz
+
+        with app.env() as env:
+            explained = authz.explain(env, can[0], can[1])
+        output.render(explained, fmt(format), single=True, title=_("Authorization"))
+        if not explained.allowed:
+            raise typer.Exit(7)
+        return
     with app.env(auth=False) as env:
         view = auth.whoami(env, app.current_token())
     output.render(view, fmt(format), single=True, title=_("Session"))

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
+from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt
+from pepsctl.commands._bulk import finish as _finish
 from pepsctl.commands._options import (
     DryRunOpt,
     FormatOpt,
@@ -29,8 +31,6 @@ app = sub_app(
         "Example: pepsctl phones template --output phones.csv"
     )
 )
-
-PROGRESS_THRESHOLD = 5000
 
 
 def register(root: typer.Typer) -> None:
@@ -68,19 +68,12 @@ def import_(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help=_("CSV file: identifier (or email) and phone columns."))],
     dry_run: DryRunOpt = False,
-    skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help=_("Apply the valid rows even if some are invalid."))
-    ] = False,
+    skip_invalid: SkipInvalidOpt = False,
     allow_shared: Annotated[
         bool, typer.Option("--allow-shared", help=_("Accept one number for several accounts."))
     ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report", help=_("Write the rejected rows, with a 'reason' column, to this CSV."), show_default=False
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("No progress bar."))] = False,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
     yes: YesOpt = False,
     otp: OtpOpt = None,
     format: FormatOpt = None,
@@ -106,39 +99,6 @@ def import_(
     ) as advance:
         result = run(app_, lambda env: phones.import_file(env, source, options, progress=advance), otp=otp)
     _finish(result, source.headers, report, format, dry_run)
-
-
-def _finish(result, headers: list[str], report: Path | None, format, dry_run: bool) -> None:
-    from pepsctl.domain import bulk, csvio
-
-    if report is not None:
-        rows = csvio.report_rows(headers, result.rejects)
-        columns = [*(h for h in headers if h), "line", "reason"]
-        output.write_csv(report, rows, columns, delimiter=";")
-        output.info(_("Rejected rows written to {path}.").format(path=report))
-    shown = result.plan if dry_run else [p for p in result.plan if p.action == bulk.REJECT]
-    if dry_run or shown:
-        output.render(
-            [p for p in shown if p.action != bulk.UNCHANGED] if fmt(format) == "table" else shown,
-            fmt(format),
-            columns=fields_of(bulk.PlanRow),
-            title=_("Plan") if dry_run else _("Rejected rows"),
-        )
-    elif format is not None:
-        output.render(result.summary(), fmt(format), single=True)
-    summary = _("{total} rows: {changed} to change, {unchanged} unchanged, {rejected} rejected.").format(
-        total=result.total, changed=result.changed, unchanged=result.unchanged, rejected=result.rejected
-    )
-    if dry_run:
-        output.info(summary + " " + _("Dry run: nothing was written."))
-    elif result.applied:
-        output.success(
-            summary + " " + _("Applied as batch {id} (undo: pepsctl batches undo {id}).").format(id=result.batch_id)
-        )
-    elif result.error is None:
-        output.info(summary + " " + _("Nothing to change."))
-    if result.error is not None:
-        raise result.error
 
 
 @app.command("check")

@@ -56,6 +56,13 @@ def init(
                 "  echo '{password}' | PEPSCTL_TOTP_SECRET={secret} pepsctl login {identifier} --password-stdin --totp"
             ).format(password=result.password, secret=result.totp_secret, identifier=result.administrator)
         )
+        if result.centralizer_administrator:
+            output.info(
+                _(
+                    "The demo centre de gestion, which acts for the Mairie through a delegation, has the "
+                    "administrator {identifier} (same password and secret)."
+                ).format(identifier=result.centralizer_administrator)
+            )
     else:
         output.info(_("Next: register your establishment with 'pepsctl establishments register --help'."))
 

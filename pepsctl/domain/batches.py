@@ -16,7 +16,7 @@ from pepsctl.domain.history import NewEvent
 from pepsctl.errors import Conflict, NotFound
 from pepsctl.i18n import _
 from pepsctl.store import queries
-from pepsctl.store.models import Account, Batch, BatchChange
+from pepsctl.store.models import Batch, BatchChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,40 +101,54 @@ class UndoResult:
     conflicts: list[str]
 
 
+# Where the Undoer of each kind of batch lives ("module:attribute").
+_UNDOERS = {
+    "phones": "pepsctl.domain.phones:UNDO",
+    "rights": "pepsctl.domain.rights_bulk:UNDO",
+    "accounts": "pepsctl.domain.accounts_bulk:UNDO",
+    "renew": "pepsctl.domain.accounts_bulk:UNDO_RENEW",
+}
+
+
+def _undoer(batch: Batch) -> bulk.Undoer:
+    import importlib
+
+    where = _UNDOERS.get(batch.kind)
+    undoer = None
+    if where:
+        module, _sep, attribute = where.partition(":")
+        undoer = getattr(importlib.import_module(module), attribute, None)
+    if undoer is None:
+        raise Conflict(_("Batch {id} ({kind}) cannot be undone.").format(id=batch.id, kind=batch.kind))
+    return undoer
+
+
 def undo(env: Env, batch_id: int, *, force: bool = False) -> UndoResult:
-    """Restore the exact previous phones of a batch, in one transaction; refuse if rows changed since."""
+    """Restore the exact previous values of a batch, in one transaction; refuse if rows changed since."""
     batch = _load(env, batch_id, "account.update")
     actor = env.require_actor()
     if batch.undone_at is not None:
         raise Conflict(_("Batch {id} was already undone.").format(id=batch_id))
-    if batch.kind != "phones":
-        raise Conflict(_("Batch {id} ({kind}) cannot be undone.").format(id=batch_id, kind=batch.kind))
+    undoer = _undoer(batch)
     queries.lock_establishment(env.session, actor.establishment_id)
     changes = list(
         env.session.scalars(
             select(BatchChange).where(col(BatchChange.batch_id) == batch_id).order_by(col(BatchChange.id))
         )
     )
-    current = {
-        row.id: row
-        for row in env.session.execute(
-            select(Account.id, Account.phone, Account.phone_type)
-            .join(BatchChange, col(BatchChange.account_id) == col(Account.id))
-            .where(col(BatchChange.batch_id) == batch_id)
-        )
-    }
+    decoded = [(c, json.loads(c.before), json.loads(c.after)) for c in changes]
+    current = undoer.current(env, decoded)
     conflicts, restore = [], []
-    for c in changes:
-        after, before = json.loads(c.after), json.loads(c.before)
-        now_row = current.get(c.account_id)
-        if now_row is None:
+    for c, before, after in decoded:
+        now_val = current.get(c.id)
+        if now_val is None and not undoer.absent_ok:
             conflicts.append(c.identifier)
             continue
-        if (now_row.phone, now_row.phone_type) != (after["phone"], after["phone_type"]):
+        if now_val != after:
             conflicts.append(c.identifier)
             if not force:
                 continue
-        restore.append((c, before, {"phone": now_row.phone, "phone_type": now_row.phone_type}))
+        restore.append((c, before, now_val))
     if conflicts and not force:
         raise Conflict(
             _("{n} account(s) changed after batch {id}: {names}.").format(
@@ -144,14 +158,7 @@ def undo(env: Env, batch_id: int, *, force: bool = False) -> UndoResult:
         )
     stepup.require(env, "bulk.apply")
     now = clock.now()
-    queries.bulk_update_phones(
-        env.session,
-        [
-            {"id": c.account_id, "phone": before["phone"], "phone_type": before["phone_type"]}
-            for c, before, _n in restore
-        ],
-        now,
-    )
+    undoer.restore(env, restore)
     undo_id = bulk.record_batch(
         env,
         kind="undo",
@@ -163,18 +170,19 @@ def undo(env: Env, batch_id: int, *, force: bool = False) -> UndoResult:
         counts=(len(changes), len(restore), 0, 0),
         undo_of=batch_id,
     )
-    lockout.revoke_sessions_of_batch(env, undo_id)  # restoring a phone is a phone change too
+    if undoer.revokes_sessions:
+        lockout.revoke_sessions_of_batch(env, undo_id)  # restoring a phone is a phone change too
     batch.undone_at = now
     env.session.add(batch)
     history.record_many(
         env,
         [
             NewEvent(
-                action="phone.undo",
+                action=undoer.action,
                 target=c.identifier,
                 establishment=actor.siret,
-                before={"phone": now_val["phone"]},
-                after={"phone": before["phone"]},
+                before=undoer.event(now_val),
+                after=undoer.event(before),
                 batch_id=undo_id,
             )
             for c, before, now_val in restore

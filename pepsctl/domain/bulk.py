@@ -12,16 +12,21 @@ changes nothing the second time (and records no batch).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pepsctl import clock
 from pepsctl.domain import csvio
+from pepsctl.domain import validation as v
 from pepsctl.domain.env import Env
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _, ngettext
 from pepsctl.store import queries
 from pepsctl.store.models import Batch, BatchChange
+
+# One change of a batch as undo sees it: (the stored change, its before values, its after values).
+DecodedChange = tuple[BatchChange, dict[str, Any], dict[str, Any]]
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
@@ -136,3 +141,43 @@ def record_batch(
         ],
     )
     return batch.id
+
+
+@dataclass(frozen=True, slots=True)
+class Undoer:
+    """How ``batches undo`` reverses one kind of batch (each bulk module defines ``UNDO``).
+
+    ``current`` returns, per change id, the values the change's ``after`` is compared with (a row
+    missing from the result is a conflict, unless ``absent_ok``: a right that was removed has no
+    row); ``restore`` writes the ``before`` values set-based; ``event`` gives the history fields.
+    """
+
+    current: Callable[[Env, list[DecodedChange]], Mapping[int | None, dict[str, Any] | None]]
+    restore: Callable[[Env, list[tuple[BatchChange, dict[str, Any], dict[str, Any] | None]]], None]
+    action: str
+    event: Callable[[dict[str, Any] | None], dict[str, Any] | None] = lambda values: values
+    revokes_sessions: bool = False
+    absent_ok: bool = False
+
+
+def match_account(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[Any, str]:
+    """The account a row names: by identifier, or by e-mail when there is none; else a reason."""
+    identifier = row.values.get("identifier", "")
+    if identifier:
+        try:
+            identifier = v.normalize_identifier(identifier)
+        except InvalidInput as error:
+            return None, error.message
+        account = by_identifier.get(identifier)
+        if account is None:
+            return None, _("no account {identifier} in the establishments you may act on").format(identifier=identifier)
+        return account, ""
+    email = row.values.get("email", "")
+    if not email:
+        return None, _("no identifier and no e-mail")
+    matches = by_email.get(email.casefold(), [])
+    if not matches:
+        return None, _("no account with this e-mail in the establishments you may act on")
+    if len(matches) > 1:
+        return None, _("several accounts use this e-mail: give the identifier")
+    return matches[0], ""

@@ -57,7 +57,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "profile": ("profile", "profil"),
     "function": ("function", "fonction", "service", "fonctionservice"),
     "establishment": ("establishment", "etablissement", "siret"),
-    "service": ("service_code", "servicecode", "codeservice", "code"),
+    "service": ("service", "service_code", "servicecode", "codeservice", "code"),
     "level": ("level", "niveau", "droit"),
     "current_phone": ("currentphone", "telephoneactuel", "ancientelephone", "oldphone"),
     "status": ("status", "statut"),
@@ -73,7 +73,14 @@ def normalise_header(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", ascii_only)
 
 
-_LOOKUP = {normalise_header(alias): name for name, aliases in ALIASES.items() for alias in aliases}
+# Header → the fields it may name, in ALIASES order: "service" is the function column of an
+# accounts file and the service column of a rights file (the command's wanted fields decide).
+_LOOKUP: dict[str, tuple[str, ...]] = {}
+for _name, _aliases in ALIASES.items():
+    for _alias in _aliases:
+        _key = normalise_header(_alias)
+        if _name not in _LOOKUP.get(_key, ()):
+            _LOOKUP[_key] = (*_LOOKUP.get(_key, ()), _name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +208,8 @@ def parse(
             )
             nir_headers.add(position)
             continue
-        name = _LOOKUP.get(key)
-        if name in wanted and name not in fields:
+        name = next((n for n in _LOOKUP.get(key, ()) if n in wanted and n not in fields), None)
+        if name is not None:
             fields[name] = header
             index[name] = position
         elif header:

@@ -1,4 +1,14 @@
-"""``init --demo``: a sample establishment to explore, with the problems the audit looks for."""
+"""``init --demo``: sample establishments to explore, with the problems the audit looks for.
+
+- Mairie de Démoville: the main establishment, with accounts showing every kind of problem, and
+  some service rights.
+- Centre de gestion de Démo: a centralizer; the Mairie accepted its delegation request (scope:
+  career and pension services and account management), the CCAS has not answered yet and the
+  Syndicat refused. One of its agents holds read rights on the Mairie's pension services.
+- CCAS de Démoville and Syndicat des eaux de Démo: small establishments with one administrator.
+
+Every demo administrator has the same demo password and authenticator-app secret.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pepsctl import clock
-from pepsctl.domain import accounts, establishments, passwords
+from pepsctl.domain import accounts, catalogue, establishments, passwords
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, USER, Env
 from pepsctl.domain.models import FundContract, NewAdministrator, NewEstablishment
 from pepsctl.store import queries
-from pepsctl.store.models import Account
+from pepsctl.store.models import Account, AccountRight, Delegation, DelegationService, Establishment
 
 DEMO_SIRET = "21999001700010"
 DEMO_NAME = "Mairie de Démoville"
@@ -20,6 +30,44 @@ DEMO_PASSWORD = "jardin-des-plantes-demo"  # noqa: S105
 # The demo administrator's authenticator-app secret, so that the quick start logs in unattended
 # with PEPSCTL_TOTP_SECRET, the way CI scripts do.
 DEMO_TOTP_SECRET = "DEMOVILLEMAIRIEDEMOVILLEMAIRIEAB"  # noqa: S105
+
+CDG_SIRET = "25999002600009"
+CCAS_SIRET = "21999005800006"
+SYNDICAT_SIRET = "20999003500005"
+# (siret, name, funds, administrator: civility, last, first, e-mail, phone, function)
+_OTHERS = [
+    (
+        CDG_SIRET,
+        "Centre de gestion de la FPT de Démo",
+        (FundContract("CNRACL", "C-75-009871"), FundContract("IRCANTEC", "I-2011-10442")),
+        ("M", "Garnier", "Nicolas", "nicolas.garnier@cdg-demo.example.fr", "06 20 30 40 50", "Pôle carrières"),
+    ),
+    (
+        CCAS_SIRET,
+        "CCAS de Démoville",
+        (FundContract("CNRACL", "C-75-004587"),),
+        ("MME", "Chevalier", "Anne", "anne.chevalier@ccas-demoville.example.fr", "06 30 40 50 60", None),
+    ),
+    (
+        SYNDICAT_SIRET,
+        "Syndicat des eaux de Démo",
+        (FundContract("IRCANTEC", "I-2020-55120"),),
+        ("M", "Robin", "Olivier", "olivier.robin@eaux-demo.example.fr", "06 40 50 60 70", None),
+    ),
+]
+# The Mairie's rights: (identifier's first and last name, service, level)
+_RIGHTS = [
+    ("Jeanne", "Dupont", "cir", "write"),
+    ("Jeanne", "Dupont", "estimation", "write"),
+    ("Jeanne", "Dupont", "demande-retraite", "write"),
+    ("Karim", "Benali", "cir", "read"),
+    ("Karim", "Benali", "cotisations", "write"),
+    ("Claire", "Petit", "di", "write"),
+    ("Claire", "Petit", "references-bancaires", "read"),
+]
+# The themes the Mairie delegated to the centre de gestion, and the services its agent reads there.
+_DELEGATED_THEMES = ("Droits à pensions", "Carrière")
+_DELEGATED_READ = ("estimation", "simulation", "cir")
 
 # (civility, first, last, email local part, phone, profile, condition)
 _PEOPLE = [
@@ -46,6 +94,7 @@ class DemoResult:
     password: str
     accounts: int
     totp_secret: str = DEMO_TOTP_SECRET
+    centralizer_administrator: str | None = None
 
 
 def build(env: Env) -> DemoResult:
@@ -55,7 +104,16 @@ def build(env: Env) -> DemoResult:
         assert existing.id is not None
         admin = queries.administrators_of(env.session, existing.id)[0]
         total = queries.account_counts(env.session, [existing.id])[existing.id][1]
-        return DemoResult(False, DEMO_SIRET, admin.identifier, DEMO_PASSWORD, total)
+        cdg = queries.get_establishment_by_siret(env.session, CDG_SIRET)
+        cdg_admins = queries.administrators_of(env.session, cdg.id) if cdg is not None and cdg.id is not None else []
+        return DemoResult(
+            False,
+            DEMO_SIRET,
+            admin.identifier,
+            DEMO_PASSWORD,
+            total,
+            centralizer_administrator=cdg_admins[0].identifier if cdg_admins else None,
+        )
     env.label = "system:demo"
     registration = establishments.register(
         env,
@@ -104,7 +162,116 @@ def build(env: Env) -> DemoResult:
             account.expires_at = now - timedelta(days=20)
         env.session.add(account)
     env.session.flush()
-    return DemoResult(True, DEMO_SIRET, registration.administrator, DEMO_PASSWORD, len(_PEOPLE) + 1)
+    cdg_admin = _rights_and_delegations(env, establishment, now, password_hash)
+    return DemoResult(
+        True,
+        DEMO_SIRET,
+        registration.administrator,
+        DEMO_PASSWORD,
+        len(_PEOPLE) + 1,
+        centralizer_administrator=cdg_admin,
+    )
+
+
+def _others(env: Env, now, password_hash: str) -> dict[str, tuple[Establishment, Account]]:
+    created: dict[str, tuple[Establishment, Account]] = {}
+    for siret, name, funds, (civility, last, first, email, phone, function) in _OTHERS:
+        registration = establishments.register(
+            env,
+            NewEstablishment(
+                siret=siret,
+                name=name,
+                funds=funds,
+                via=establishments.CLASSIC,
+                admin=NewAdministrator(civility, last, first, email, phone, function),
+            ),
+            require_code=False,
+        )
+        establishment = queries.get_establishment_by_siret(env.session, siret)
+        admin = queries.get_account_by_identifier(env.session, registration.administrator)
+        assert establishment is not None and admin is not None
+        _activate(admin, now, password_hash)
+        admin.totp_secret = DEMO_TOTP_SECRET
+        admin.totp_enabled_at = now
+        establishment.status = "active"
+        establishment.cgu_version = establishments.CGU_VERSION
+        establishment.cgu_accepted_at = now
+        establishment.cgu_accepted_by = admin.identifier
+        env.session.add_all([admin, establishment])
+        created[siret] = (establishment, admin)
+    return created
+
+
+def _rights_and_delegations(env: Env, mairie: Establishment, now, password_hash: str) -> str:
+    others = _others(env, now, password_hash)
+    cdg, cdg_admin = others[CDG_SIRET]
+    agent, _code = accounts.insert_account(
+        env,
+        cdg,
+        profile=USER,
+        civility="MME",
+        last_name="Faure",
+        first_name="Inès",
+        email="ines.faure@cdg-demo.example.fr",
+        phone=v.normalize_phone("06 50 60 70 80"),
+        function="Gestionnaire retraites",
+    )
+    _activate(agent, now, password_hash)
+    env.session.add(agent)
+    by_name = {(a.first_name, a.last_name): a for a in queries.accounts_in(env.session, [mairie.id])}
+    assert mairie.id is not None and cdg.id is not None and agent.id is not None
+    env.session.add_all(
+        AccountRight(
+            account_id=by_name[(first, last)].id,
+            establishment_id=mairie.id,
+            service_code=code,
+            level=level,
+            granted_by="system:demo",
+            granted_at=now,
+        )
+        for first, last, code, level in _RIGHTS
+    )
+    services = catalogue.services(env.session)
+    scope = [s.code for s in services if s.theme in _DELEGATED_THEMES or s.held_by]
+    states = [
+        (mairie, "accepted", None, scope),
+        (others[CCAS_SIRET][0], "pending", None, scope),
+        (others[SYNDICAT_SIRET][0], "refused", "Nous gérons nos comptes nous-mêmes.", scope),
+    ]
+    accepted_id = None
+    for target, status, reason, codes in states:
+        assert target.id is not None
+        decided = status != "pending"
+        delegation = Delegation(
+            centralizer_id=cdg.id,
+            establishment_id=target.id,
+            status=status,
+            requested_by=cdg_admin.identifier,
+            requested_at=now - timedelta(days=10),
+            decided_by=("system:demo" if decided else None),
+            decided_at=(now - timedelta(days=8) if decided else None),
+            reason=reason,
+        )
+        env.session.add(delegation)
+        env.session.flush()
+        assert delegation.id is not None
+        env.session.add_all(DelegationService(delegation_id=delegation.id, service_code=c) for c in codes)
+        if status == "accepted":
+            accepted_id = delegation.id
+    env.session.add_all(
+        AccountRight(
+            account_id=agent.id,
+            establishment_id=mairie.id,
+            service_code=code,
+            level="read",
+            delegation_id=accepted_id,
+            granted_by=cdg_admin.identifier,
+            granted_at=now,
+        )
+        for code in _DELEGATED_READ
+    )
+    env.session.flush()
+    return cdg_admin.identifier
 
 
 def _activate(account: Account, when, password_hash: str) -> None:

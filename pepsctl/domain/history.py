@@ -23,7 +23,7 @@ from pepsctl.domain.validation import mask_phone
 from pepsctl.i18n import _
 from pepsctl.store import queries
 from pepsctl.store.engine import lock_history
-from pepsctl.store.models import AuditEvent, StoreMeta
+from pepsctl.store.models import AuditEvent, Delegation, StoreMeta
 
 GENESIS = "0" * 64
 HEAD_KEY = "history_head"
@@ -113,13 +113,15 @@ def record_many(env: Env, events: Iterable[NewEvent]) -> int:
     count, last = _read_head(session)
     at = clock.now()
     at_text = at.isoformat()
+    # The delegation the gate allowed this unit of work through, if any (authz.require sets it).
+    delegation_id = env.extras.get("delegation_id")
     rows = []
     for event in events:
         row = {
             "at": at,
             "actor": event.actor or env.actor_label,
             "establishment": event.establishment,
-            "delegation_id": event.delegation_id,
+            "delegation_id": event.delegation_id if event.delegation_id is not None else delegation_id,
             "action": event.action,
             "target": event.target,
             "batch_id": event.batch_id,
@@ -167,7 +169,15 @@ def list_events(env: Env, filters: HistoryFilter) -> list[EventView]:
     actor = env.require_actor()
     establishment = filters.establishment or actor.siret
     authz.require_history_read(env, establishment)
-    query = select(AuditEvent).where(col(AuditEvent.establishment) == establishment)
+    # An establishment's history: its own events, and those of the delegations it is a side of
+    # (what a centralizer did for it, what it granted or refused).
+    row = queries.get_establishment_by_siret(env.session, establishment)
+    involving = select(Delegation.id).where(
+        (col(Delegation.centralizer_id) == row.id) | (col(Delegation.establishment_id) == row.id)
+    )
+    query = select(AuditEvent).where(
+        (col(AuditEvent.establishment) == establishment) | col(AuditEvent.delegation_id).in_(involving)
+    )
     if filters.account:
         query = query.where((col(AuditEvent.target) == filters.account) | (col(AuditEvent.actor) == filters.account))
     if filters.action:

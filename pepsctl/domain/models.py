@@ -150,3 +150,5 @@ class StoreStatus:
     expected_version: str
     pending_migrations: list[str]
     counts: dict[str, int] = field(default_factory=dict)
+    catalogue_version: str | None = None
+    expected_catalogue: str | None = None

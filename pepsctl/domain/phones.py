@@ -148,7 +148,7 @@ def import_file(
         done += 1
         if done % 5000 == 0:
             progress(5000)
-        account, reason = _match(row, by_identifier, by_email)
+        account, reason = bulk.match_account(row, by_identifier, by_email)
         if account is None:
             rejects.append((row, reason))
             plan.append(
@@ -221,26 +221,7 @@ def import_file(
     return result
 
 
-def _match(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[object | None, str]:
-    identifier = row.values.get("identifier", "")
-    if identifier:
-        try:
-            identifier = v.normalize_identifier(identifier)
-        except InvalidInput as error:
-            return None, error.message
-        account = by_identifier.get(identifier)
-        if account is None:
-            return None, _("no account {identifier} in the establishments you may act on").format(identifier=identifier)
-        return account, ""
-    email = row.values.get("email", "")
-    if not email:
-        return None, _("no identifier and no e-mail")
-    matches = by_email.get(email.casefold(), [])
-    if not matches:
-        return None, _("no account with this e-mail in the establishments you may act on")
-    if len(matches) > 1:
-        return None, _("several accounts use this e-mail: give the identifier")
-    return matches[0], ""
+_match = bulk.match_account  # kept for callers of the old name
 
 
 def _reject_shared(accounts, updates, plan, rejects) -> None:
@@ -331,3 +312,44 @@ def _apply(env: Env, source, accounts, updates, plan, result: bulk.BulkResult) -
         after={"kind": KIND, "changed": len(changes), "rows": result.total, "sha256": source.sha256},
     )
     return batch_id
+
+
+# -- undo ----------------------------------------------------------------------------------------
+
+
+def _undo_current(env: Env, changes: list[bulk.DecodedChange]) -> dict[int | None, dict | None]:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from pepsctl.store.models import Account
+
+    if not changes:
+        return {}
+    from pepsctl.store.models import BatchChange
+
+    # One join on the batch's changes (no IN list of 300,000 ids).
+    rows = {
+        r.id: {"phone": r.phone, "phone_type": r.phone_type}
+        for r in env.session.execute(
+            select(Account.id, Account.phone, Account.phone_type)
+            .join(BatchChange, col(BatchChange.account_id) == col(Account.id))
+            .where(col(BatchChange.batch_id) == changes[0][0].batch_id)
+        )
+    }
+    return {c.id: rows[c.account_id] for c, _b, _a in changes if c.account_id in rows}
+
+
+def _undo_restore(env: Env, items) -> None:
+    rows = [
+        {"id": c.account_id, "phone": before["phone"], "phone_type": before["phone_type"]} for c, before, _n in items
+    ]
+    queries.bulk_update_phones(env.session, rows, clock.now())
+
+
+UNDO = bulk.Undoer(
+    current=_undo_current,
+    restore=_undo_restore,
+    action="phone.undo",
+    event=lambda values: {"phone": values["phone"]} if values is not None else None,
+    revokes_sessions=True,
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from pepsctl.domain import codes
+from pepsctl.domain import catalogue, codes
 from pepsctl.domain.models import StoreStatus
 from pepsctl.store import migrate
 from pepsctl.store.engine import read_schema_version
@@ -26,22 +26,36 @@ def initialise(engine: Engine) -> bool:
     with Session(engine) as session, session.begin():
         if session.get(StoreMeta, codes.KEY_NAME) is None:
             session.add(StoreMeta(key=codes.KEY_NAME, value=codes.new_store_key()))
+        if catalogue.store_version(session) != catalogue.shipped().version:
+            catalogue.sync(session)
     return new
 
 
+def catalogue_pending(engine: Engine) -> bool:
+    """True when the store's service catalogue is not the one shipped with this version."""
+    if read_schema_version(engine) is None or migrate.pending(engine):
+        return True
+    with Session(engine) as session:
+        return catalogue.store_version(session) != catalogue.shipped().version
+
+
 def upgrade(engine: Engine) -> list[str]:
-    """Apply pending migrations; returns the revisions applied."""
+    """Apply pending migrations and catalogue changes; returns what was applied."""
     todo = migrate.pending(engine)
-    if todo:
+    if todo or catalogue_pending(engine):
         initialise(engine)
+        todo = [*todo, f"catalogue {catalogue.shipped().version}"]
     return todo
 
 
 def status(engine: Engine, *, store: str, source: str, dialect: str) -> StoreStatus:
     current = read_schema_version(engine)
     counts: dict[str, int] = {}
+    store_catalogue = None
     if current is not None:
         with Session(engine) as session:
+            if not migrate.pending(engine):
+                store_catalogue = catalogue.store_version(session)
             for name, model in (
                 ("establishments", Establishment),
                 ("accounts", Account),
@@ -57,4 +71,6 @@ def status(engine: Engine, *, store: str, source: str, dialect: str) -> StoreSta
         expected_version=SCHEMA_VERSION,
         pending_migrations=migrate.pending(engine),
         counts=counts,
+        catalogue_version=store_catalogue,
+        expected_catalogue=catalogue.shipped().version,
     )

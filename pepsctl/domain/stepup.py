@@ -30,6 +30,7 @@ SENSITIVE = frozenset(
         "account.create",
         "account.update.contact",
         "right.grant.sensitive",
+        "delegation.accept",
         "bulk.apply",
         "me.update.contact",
         "password.change",

@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from pepsctl.store.types import UTCDateTime
 
 # The schema version this code expects: the newest Alembic revision (a test keeps them equal).
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Column:
@@ -217,3 +217,65 @@ class OutboxMessage(SQLModel, table=True):
     code_id: int | None = Field(default=None, index=True)
     code_expires_at: datetime | None = Field(default=None, sa_column=_dt())
     created_at: datetime = Field(sa_column=_dt(nullable=False))
+
+
+class Service(SQLModel, table=True):
+    """A PEP's service from the shipped catalogue (synchronised by ``init`` and ``store upgrade``)."""
+
+    __tablename__ = "service"
+
+    code: str = Field(primary_key=True, max_length=40)
+    label: str = Field(max_length=200)
+    theme: str = Field(max_length=80)
+    fund: str = Field(max_length=10)  # CNRACL | IRCANTEC | RAFP | FNC | ALL
+    sensitive: bool = Field(default=False)
+    held_by: str | None = Field(default=None, max_length=10)  # "admin": held by the profile, never granted
+    position: int = Field(default=0)
+    retired_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class Delegation(SQLModel, table=True):
+    """A centralizer's request to act for an establishment, and its life cycle."""
+
+    __tablename__ = "delegation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    centralizer_id: int = Field(foreign_key="establishment.id", index=True)
+    establishment_id: int = Field(foreign_key="establishment.id", index=True)
+    status: str = Field(max_length=10, default="pending")  # pending | accepted | refused | revoked
+    ends_at: datetime | None = Field(default=None, sa_column=_dt())
+    requested_by: str = Field(max_length=64)
+    requested_at: datetime = Field(sa_column=_dt(nullable=False))
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_column=_dt())
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    revoked_by: str | None = Field(default=None, max_length=64)
+    revoked_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class DelegationService(SQLModel, table=True):
+    """One service in a delegation's scope."""
+
+    __tablename__ = "delegation_service"
+
+    delegation_id: int = Field(foreign_key="delegation.id", primary_key=True, ondelete="CASCADE")
+    service_code: str = Field(foreign_key="service.code", primary_key=True, max_length=40)
+
+
+class AccountRight(SQLModel, table=True):
+    """A right of an account on a service of an establishment: its own, or one delegated to it."""
+
+    __tablename__ = "account_right"
+    __table_args__ = (
+        UniqueConstraint("account_id", "establishment_id", "service_code"),
+        Index("ix_account_right_establishment_service", "establishment_id", "service_code"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    establishment_id: int = Field(foreign_key="establishment.id")
+    service_code: str = Field(foreign_key="service.code", max_length=40)
+    level: str = Field(max_length=5)  # write | read
+    delegation_id: int | None = Field(default=None, foreign_key="delegation.id", index=True, ondelete="CASCADE")
+    granted_by: str = Field(max_length=64)
+    granted_at: datetime = Field(sa_column=_dt(nullable=False))

@@ -46,7 +46,8 @@ ACCOUNT_KEYS = [
 ADMIN_A = "MDU000001"  # Marie Durand, registered by the admin_a fixture
 RENEWED_UNTIL = "2027-07-15T09:30:00+00:00"  # FROZEN_AT (2026-01-15T09:30Z) + 18 months
 NOT_LOGGED_IN = "Error: You are not logged in to this store.\nHint: Run 'pepsctl login IDENTIFIER'.\n"
-DENIED_HINT = "Hint: Administrators act on their own establishment; users on their own account only.\n"
+OTHER_HINT = "Hint: No accepted delegation lets your establishment act for that establishment.\n"
+USER_HINT = "Hint: A user profile cannot run administrator operations.\n"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -329,15 +330,15 @@ def test_create_in_another_establishment_is_denied_whether_or_not_it_is_register
 
     assert registered.exit_code == unregistered.exit_code == 7
     assert registered.stdout == unregistered.stdout == ""
-    assert registered.stderr == (f"Error: You may not do this (account.create) on {SIRET_B}.\n" + DENIED_HINT)
+    assert registered.stderr == (f"Error: You may not do this (account.create) on {SIRET_B}.\n" + OTHER_HINT)
     # The same answer, but for the SIRET typed: nothing tells whether SIRET_C is registered.
     assert unregistered.stderr == registered.stderr.replace(SIRET_B, SIRET_C)
     after = counts(cli.store)
     assert after["account"] == before["account"] and after["outbox_message"] == before["outbox_message"]
     denied = history(cli, "--action", "permission.denied")
     assert [(e["target"], e["after"]) for e in denied] == [
-        (SIRET_B, {"action": "account.create"}),
-        (SIRET_C, {"action": "account.create"}),
+        (SIRET_B, {"action": "account.create", "rule": "no-delegation"}),
+        (SIRET_C, {"action": "account.create", "rule": "no-delegation"}),
     ]
 
 
@@ -364,7 +365,7 @@ def test_a_user_cannot_create_accounts(cli, admin_a):
 
     assert result.exit_code == 7
     assert result.stdout == ""
-    assert result.stderr == f"Error: You may not do this (account.create) on {SIRET_A}.\n" + DENIED_HINT
+    assert result.stderr == f"Error: You may not do this (account.create) on {SIRET_A}.\n" + USER_HINT
     assert counts(cli.store)["account"] == before
 
 
@@ -542,7 +543,7 @@ def test_show_an_account_of_another_establishment_exits_7_and_reveals_nothing(cl
 
     assert result.exit_code == 7
     assert result.stdout == ""
-    assert result.stderr == f"Error: You may not do this (account.read) on {other}.\n" + DENIED_HINT
+    assert result.stderr == f"Error: You may not do this (account.read) on {other}.\n" + OTHER_HINT
     for secret in ("Martin", "Paul", "paul.martin", SIRET_B, "99 88", "+33699887766"):
         assert secret not in result.stderr
 
@@ -558,7 +559,7 @@ def test_a_user_can_show_themselves_but_not_a_colleague(cli, admin_a):
     assert json.loads(mine.stdout)["phone"] == "+33612345678"
     assert theirs.exit_code == 7
     assert theirs.stdout == ""
-    assert theirs.stderr == f"Error: You may not do this (account.read) on {ADMIN_A}.\n" + DENIED_HINT
+    assert theirs.stderr == f"Error: You may not do this (account.read) on {ADMIN_A}.\n" + USER_HINT
     assert "Durand" not in theirs.stderr
 
 
@@ -670,7 +671,7 @@ def test_update_an_account_of_another_establishment_exits_7(cli, admin_a):
 
     assert result.exit_code == 7
     assert result.stdout == ""
-    assert result.stderr == f"Error: You may not do this (account.update) on {other}.\n" + DENIED_HINT
+    assert result.stderr == f"Error: You may not do this (account.update) on {other}.\n" + OTHER_HINT
     assert account_row(cli.store, other) == before
 
 

@@ -380,7 +380,7 @@ def test_show_of_another_or_an_unregistered_establishment_gives_the_same_refusal
     assert other.stdout == unknown.stdout == ""
     assert other.stderr == (
         f"Error: You may not do this (establishment.read) on {SIRET_B}.\n"
-        "Hint: Administrators act on their own establishment; users on their own account only.\n"
+        "Hint: No accepted delegation lets your establishment act for that establishment.\n"
     )
     # The SIRET typed is echoed; nothing else tells "exists elsewhere" from "does not exist".
     assert other.stderr.replace(SIRET_B, "<SIRET>") == unknown.stderr.replace(SIRET_C, "<SIRET>")
@@ -501,7 +501,7 @@ def test_a_user_profile_cannot_update_or_accept_the_cgu(cli, admin_a, args, acti
     assert result.stdout == ""
     assert result.stderr == (
         f"Error: You may not do this ({action}) on {SIRET_A}.\n"
-        "Hint: Administrators act on their own establishment; users on their own account only.\n"
+        "Hint: A user profile cannot run administrator operations.\n"
     )
     # A user may still read their own establishment, unchanged.
     view = cli.json("establishments", "show", SIRET_A)
@@ -511,7 +511,7 @@ def test_a_user_profile_cannot_update_or_accept_the_cgu(cli, admin_a, args, acti
     login(cli, admin_a)
     (denied,) = cli.json("history", "--action", "permission.denied")
     assert denied["actor"] == user
-    assert denied["after"] == {"action": action}
+    assert denied["after"] == {"action": action, "rule": "user-profile"}
 
 
 # -- history ---------------------------------------------------------------------------------------

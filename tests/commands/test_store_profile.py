@@ -14,7 +14,17 @@ from pepsctl import config
 from pepsctl.store.models import SCHEMA_VERSION
 from tests.conftest import SIRET_A, activate, last_sms_code, register
 
-STATUS_KEYS = ["store", "source", "dialect", "schema_version", "expected_version", "pending_migrations", "counts"]
+STATUS_KEYS = [
+    "store",
+    "source",
+    "dialect",
+    "schema_version",
+    "expected_version",
+    "pending_migrations",
+    "counts",
+    "catalogue_version",
+    "expected_catalogue",
+]
 COUNT_KEYS = ["establishments", "accounts", "history_events", "outbox_messages"]
 PROFILE_KEYS = ["name", "store", "active", "outbox"]
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/x"
@@ -67,6 +77,7 @@ def test_store_status_json_keys(cli, store_url):
     assert data["schema_version"] == data["expected_version"] == SCHEMA_VERSION
     assert data["pending_migrations"] == []
     assert data["counts"] == dict.fromkeys(COUNT_KEYS, 0)
+    assert data["catalogue_version"] == data["expected_catalogue"] is not None
 
 
 def test_store_status_counts_follow_use(cli, admin_a):
@@ -145,7 +156,7 @@ def test_init_creates_then_reports_ready(tmp_path):
 def test_init_demo_twice_adds_the_demo_once(cli):
     cli.ok("init", "--demo")
     counts = cli.json("store", "status")["counts"]
-    assert counts["establishments"] == 1
+    assert counts["establishments"] == 4  # the Mairie, the centre de gestion, the CCAS, the Syndicat
     assert counts["accounts"] >= 1
     again = cli.ok("init", "--demo")
     assert "already there" in again.stderr

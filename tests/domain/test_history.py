@@ -392,7 +392,9 @@ def test_a_user_profile_cannot_read_the_history(cli, admin_a):
     # The refusal itself is in the trail, and the trail is intact.
     login(cli, admin_a)
     denied = cli.json("history", "--action", "permission.denied")
-    assert [(e["actor"], e["after"]) for e in denied] == [(jean, {"action": "history.read"})] * 2
+    assert [(e["actor"], e["after"]) for e in denied] == [
+        (jean, {"action": "history.read", "rule": "user-profile"})
+    ] * 2
     assert cli("history", "verify").exit_code == 0
 
 
