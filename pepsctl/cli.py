@@ -16,6 +16,7 @@ import pepsctl
 from pepsctl import output
 from pepsctl.commands import (
     accounts,
+    audit,
     auth,
     batches,
     delegations,
@@ -140,6 +141,7 @@ me.register(app)
 app.add_typer(outbox.app, name="outbox")
 rights.register(app)
 delegations.register(app)
+audit.register(app)
 
 
 def main() -> None:

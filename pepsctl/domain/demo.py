@@ -83,7 +83,11 @@ _PEOPLE = [
     ("M", "Henri", "Fournier", "henri.fournier", "06 98 76 54 32", USER, "expired"),
     ("MME", "Léa", "Girard", "lea.girard", "0692 12 34 56", USER, "active"),
     ("M", "Hugo", "Lambert", "hugo.lambert", "06 01 02 03 04", USER, "pending"),
+    ("MME", "Nadia", "Colin", "nadia.colin", "06 22 33 44 55", USER, "stale"),
+    ("M", "Marc", "Blanc", "marc.blanc", "06 77 88 99 00", USER, "invalid-phone"),
 ]
+# Accounts whose agent never logged in since their phone was set: their number is not proven.
+_UNVERIFIED = {"jeanne.dupont", "lea.girard", "accueil"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,7 @@ def build(env: Env) -> DemoResult:
     admin = queries.get_account_by_identifier(env.session, registration.administrator)
     assert admin is not None
     _activate(admin, now, password_hash)
+    admin.phone_verified_at = now
     admin.totp_secret = DEMO_TOTP_SECRET
     admin.totp_enabled_at = now
     establishment.status = "active"
@@ -155,11 +160,25 @@ def build(env: Env) -> DemoResult:
             phone=v.normalize_phone(phone) if phone else None,
             function=None,
         )
-        if condition == "active":
+        if condition in ("active", "invalid-phone"):
             _activate(account, now - timedelta(days=30), password_hash)
+            account.last_login_at = now - timedelta(days=2)
         elif condition == "expired":
             _activate(account, now - timedelta(days=30 * 19), password_hash)
             account.expires_at = now - timedelta(days=20)
+        elif condition == "stale":
+            # Renewed two months ago, but not used for 19 months.
+            _activate(account, now - timedelta(days=30 * 20), password_hash)
+            account.last_login_at = now - timedelta(days=30 * 19)
+            account.renewed_at = now - timedelta(days=60)
+            account.expires_at = accounts.add_months(account.renewed_at, accounts.VALIDITY_MONTHS)
+        elif condition == "pending":
+            account.created_at = now - timedelta(days=40)  # its activation code expired unused
+        if condition == "invalid-phone":
+            # A premium-rate number kept from an older import: it can receive neither SMS nor call.
+            account.phone, account.phone_type = "+33899123456", None
+        if account.phone and local not in _UNVERIFIED and account.activated_at is not None:
+            account.phone_verified_at = account.activated_at
         env.session.add(account)
     env.session.flush()
     cdg_admin = _rights_and_delegations(env, establishment, now, password_hash)
@@ -191,6 +210,7 @@ def _others(env: Env, now, password_hash: str) -> dict[str, tuple[Establishment,
         admin = queries.get_account_by_identifier(env.session, registration.administrator)
         assert establishment is not None and admin is not None
         _activate(admin, now, password_hash)
+        admin.phone_verified_at = now
         admin.totp_secret = DEMO_TOTP_SECRET
         admin.totp_enabled_at = now
         establishment.status = "active"
@@ -217,6 +237,7 @@ def _rights_and_delegations(env: Env, mairie: Establishment, now, password_hash:
         function="Gestionnaire retraites",
     )
     _activate(agent, now, password_hash)
+    agent.phone_verified_at = now
     env.session.add(agent)
     by_name = {(a.first_name, a.last_name): a for a in queries.accounts_in(env.session, [mairie.id])}
     assert mairie.id is not None and cdg.id is not None and agent.id is not None

@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from pepsctl.store.types import UTCDateTime
 
 # The schema version this code expects: the newest Alembic revision (a test keeps them equal).
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Column:
@@ -279,3 +279,17 @@ class AccountRight(SQLModel, table=True):
     delegation_id: int | None = Field(default=None, foreign_key="delegation.id", index=True, ondelete="CASCADE")
     granted_by: str = Field(max_length=64)
     granted_at: datetime = Field(sa_column=_dt(nullable=False))
+
+
+class ExpiryReminder(SQLModel, table=True):
+    """The monthly expiry reminder sent to an establishment's administrators (once per month)."""
+
+    __tablename__ = "expiry_reminder"
+    __table_args__ = (UniqueConstraint("establishment_id", "month"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    establishment_id: int = Field(foreign_key="establishment.id", index=True)
+    month: str = Field(max_length=7)  # YYYY-MM: the month the listed accounts expire in
+    accounts: int = Field(default=0)
+    recipients: int = Field(default=0)
+    sent_at: datetime = Field(sa_column=_dt(nullable=False))
