@@ -131,12 +131,21 @@ def _empty_pg(url: str) -> None:
     engine = create_store_engine(parse_store_url(url))
     tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as conn:
+        # The audit trail refuses TRUNCATE unless the retention purge's gate is open (migration 0006).
+        conn.execute(text("SELECT set_config('pepsctl.history_purge', 'on', true)"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         conn.execute(text("INSERT INTO counter (name, value) VALUES ('account', 0)"))
         conn.execute(
             text("INSERT INTO store_meta (key, value) VALUES (:k, :v)"),
             {"k": codes.KEY_NAME, "v": codes.new_store_key()},
         )
+    # The service catalogue, as `init` leaves it (the TRUNCATE emptied it too).
+    from sqlmodel import Session
+
+    from pepsctl.domain import catalogue
+
+    with Session(engine) as session, session.begin():
+        catalogue.sync(session)
     engine.dispose()
 
 

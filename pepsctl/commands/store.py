@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fmt, get_app, sub_app
+from pepsctl.commands._options import DryRunOpt, FormatOpt, YesOpt, confirm, fmt, get_app, sub_app
 from pepsctl.i18n import _
 
 store_app = sub_app(_("The store's schema: status and upgrade.\n\nExample: pepsctl store status --format json"))
@@ -85,7 +85,7 @@ def status(ctx: typer.Context, format: FormatOpt = None) -> None:
 
 @store_app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
-    """Apply the pending schema migrations.
+    """Apply the pending schema migrations and service catalogue changes.
 
     Example: pepsctl store upgrade
     """
@@ -100,3 +100,36 @@ def upgrade(ctx: typer.Context) -> None:
         output.success(_("Applied: {revisions}.").format(revisions=", ".join(applied)))
     else:
         output.info(_("The store is up to date."))
+
+
+@store_app.command("purge")
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        int, typer.Option("--older-than", help=_("Retention period in days (default 365: 12 months; at least 30)."))
+    ] = 365,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    format: FormatOpt = None,
+) -> None:
+    """Delete what is older than the retention period: history, outbox, batches, ended codes and sessions.
+
+    The audit trail stays verifiable ('history verify' starts from the anchor the purge leaves) and
+    the purge itself is recorded. A store operator's job: no login; on PostgreSQL run it with the
+    owner role (the application role cannot delete audit events).
+
+    Example: pepsctl store purge --older-than 365 --dry-run
+    """
+    from pepsctl.domain import retention
+
+    app = get_app(ctx)
+    if not dry_run:
+        confirm(
+            _("Delete everything older than {days} days from {store}?").format(
+                days=older_than, store=app.store.display
+            ),
+            yes=yes,
+        )
+    with app.env(auth=False) as env:
+        view = retention.purge(env, older_than_days=older_than, dry_run=dry_run)
+    output.render(view, fmt(format), single=True, title=_("Purge (dry run)") if dry_run else _("Purged"))

@@ -67,13 +67,17 @@ def parse(text: str) -> Catalogue:
             label=str(raw["label"]),
             theme=str(raw["theme"]),
             fund=str(raw["fund"]),
-            sensitive=bool(raw.get("sensitive", False)),
+            sensitive=raw.get("sensitive", False),
             held_by=raw.get("held_by"),
         )
         if entry.code in seen or entry.code != entry.code.strip().lower() or not entry.code:
             raise InvalidInput(_("Bad or duplicate service code {code!r} in the catalogue.").format(code=entry.code))
         if entry.fund not in FUNDS or entry.held_by not in (None, *HELD_BY):
             raise InvalidInput(_("Bad fund or held_by for service {code!r}.").format(code=entry.code))
+        if not isinstance(entry.sensitive, bool):  # bool("false") would be True
+            raise InvalidInput(
+                _("The sensitive flag of service {code!r} is not true or false.").format(code=entry.code)
+            )
         seen.add(entry.code)
         entries.append(entry)
     return Catalogue(version=version, services=tuple(entries))
@@ -195,8 +199,11 @@ def suggestions(code: str, rows: list[Service], limit: int = 3) -> list[str]:
     return found[:limit]
 
 
-def resolve(session: Session, raw_codes: list[str]) -> list[Service]:
-    """The active services named by ``raw_codes`` (commas allowed), in catalogue order, or exit 4."""
+def resolve(session: Session, raw_codes: list[str], *, include_retired: bool = False) -> list[Service]:
+    """The services named by ``raw_codes`` (commas allowed, duplicates dropped), in the order given, or exit 4.
+
+    Retired services are unknown, except with ``include_retired`` (to revoke an inert right).
+    """
     wanted: list[str] = []
     for raw in raw_codes:
         for part in raw.split(","):
@@ -205,7 +212,7 @@ def resolve(session: Session, raw_codes: list[str]) -> list[Service]:
                 wanted.append(code)
     if not wanted:
         raise InvalidInput(_("Name at least one service code."), hint=_("See 'pepsctl rights catalog'."))
-    rows = services(session)
+    rows = services(session, include_retired=include_retired)
     by_code = {r.code: r for r in rows}
     for code in wanted:
         if code not in by_code:

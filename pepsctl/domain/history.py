@@ -27,6 +27,7 @@ from pepsctl.store.models import AuditEvent, Delegation, StoreMeta
 
 GENESIS = "0" * 64
 HEAD_KEY = "history_head"
+ANCHOR_KEY = "history_anchor"  # "purged:hash": where the chain starts after a retention purge
 PHONE_KEYS = frozenset({"phone", "old_phone", "new_phone"})
 
 
@@ -90,6 +91,21 @@ def _read_head(session: Session) -> tuple[int, str]:
         return 0, GENESIS
     count, _sep, last = meta.value.partition(":")
     return int(count), last
+
+
+def read_anchor(session: Session) -> tuple[int, str]:
+    """(events purged so far, the hash the oldest remaining event follows): (0, GENESIS) if none."""
+    meta = session.get(StoreMeta, ANCHOR_KEY)
+    if meta is None:
+        return 0, GENESIS
+    count, _sep, last = meta.value.partition(":")
+    return int(count), last
+
+
+def write_anchor(session: Session, purged: int, last: str) -> None:
+    meta = session.get(StoreMeta, ANCHOR_KEY) or StoreMeta(key=ANCHOR_KEY, value="")
+    meta.value = f"{purged}:{last}"
+    session.add(meta)
 
 
 def _write_head(session: Session, count: int, last: str) -> None:
@@ -222,8 +238,12 @@ class VerifyResult:
 
 
 def verify(session: Session) -> VerifyResult:
-    """Walk the whole chain in id order; name the first event that does not fit."""
-    last = GENESIS
+    """Walk the whole chain in id order; name the first event that does not fit.
+
+    After a retention purge the chain starts at the anchor the purge left (the hash of the last
+    purged event), and the head's count includes the purged events.
+    """
+    purged, last = read_anchor(session)
     checked = 0
     columns = (
         AuditEvent.id,
@@ -248,6 +268,6 @@ def verify(session: Session) -> VerifyResult:
         last = row["hash"]
         checked += 1
     count, head = _read_head(session)
-    if count != checked or head != last:
+    if count != checked + purged or head != last:
         return VerifyResult(False, checked, None, _("the newest events were removed"))
     return VerifyResult(True, checked)

@@ -346,7 +346,7 @@ def grant(
 def revoke(env: Env, identifier: str, codes: list[str], *, establishment: str | None = None) -> list[RightChange]:
     """Remove the rights on the services (none is not an error: nothing changes)."""
     account, home = accounts.load(env, identifier, "right.revoke")
-    services = catalogue.resolve(env.session, codes)
+    services = catalogue.resolve(env.session, codes, include_retired=True)
     _refuse_held(services)
     target = home
     if establishment is not None and v.normalize_siret(establishment) != home.siret:
@@ -401,7 +401,7 @@ def _copy(env: Env, source_id: str, target_id: str, *, apply: bool) -> list[Righ
         delegation_of[row.establishment_id] = row.delegation_id
     target_rows = list(env.session.scalars(select(AccountRight).where(col(AccountRight.account_id) == target.id)))
     for row in target_rows:
-        wanted.setdefault(row.establishment_id, {})
+        wanted.setdefault(row.establishment_id, {}).setdefault(row.service_code, None)
         delegation_of.setdefault(row.establishment_id, row.delegation_id)
     sirets = {
         e.id: e

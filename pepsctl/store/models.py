@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from pepsctl.store.types import UTCDateTime
 
 # The schema version this code expects: the newest Alembic revision (a test keeps them equal).
-SCHEMA_VERSION = "0005"
+SCHEMA_VERSION = "0006"
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Column:

@@ -45,19 +45,39 @@ CONTENT_COLUMNS = [
 ]
 
 
+_PG_TRIGGER = (
+    "CREATE TRIGGER audit_event_no_update_delete BEFORE UPDATE OR DELETE ON audit_event "
+    "FOR EACH ROW EXECUTE FUNCTION pepsctl_audit_append_only()"
+)
+
+
 @contextmanager
-def raw(store_url: str) -> Iterator[Connection]:
-    """A connection to the store outside pepsctl, in one committed transaction: the attacker's."""
+def raw(store_url: str, *, attacker: bool = True) -> Iterator[Connection]:
+    """A connection to the store outside pepsctl, in one committed transaction: the attacker's.
+
+    The attacker owns the database (or the file): they first drop the triggers that keep the audit
+    trail append-only (migration 0006). The hash chain must still tell.
+    """
     engine = create_store_engine(parse_store_url(store_url))
+    postgres = engine.dialect.name == "postgresql"
     try:
         with engine.begin() as connection:
+            if attacker and postgres:
+                connection.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update_delete ON audit_event"))
+            elif attacker:
+                connection.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update"))
+                connection.execute(text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
             yield connection
     finally:
+        if attacker and postgres:  # the database outlives this test: put the protection back
+            with engine.begin() as connection:
+                connection.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update_delete ON audit_event"))
+                connection.execute(text(_PG_TRIGGER))
         engine.dispose()
 
 
 def rows(store_url: str) -> list[dict]:
-    with raw(store_url) as connection:
+    with raw(store_url, attacker=False) as connection:
         return [dict(r) for r in connection.execute(select(AuditEvent.__table__).order_by(text("id"))).mappings()]
 
 
