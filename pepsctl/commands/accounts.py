@@ -1,13 +1,17 @@
-"""accounts create | list | show | update | renew | delete | expiring."""
+"""accounts create | list | show | update | renew | delete | expiring | unlock | import | export."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pepsctl import output
+from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt
 from pepsctl.commands._options import (
+    DryRunOpt,
     EstablishmentOpt,
     FormatOpt,
     OtpOpt,
@@ -19,6 +23,7 @@ from pepsctl.commands._options import (
     run,
     sub_app,
 )
+from pepsctl.errors import UsageError
 from pepsctl.i18n import _
 
 app = sub_app(
@@ -178,15 +183,53 @@ def update(
 @app.command("renew")
 def renew(
     ctx: typer.Context,
-    identifiers: Annotated[list[str], typer.Argument(help=_("One or more account identifiers."))],
+    identifiers: Annotated[
+        list[str] | None, typer.Argument(help=_("One or more account identifiers (or --file)."), show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help=_("CSV file with an identifier column: renew every account listed."), show_default=False
+        ),
+    ] = None,
+    establishment: EstablishmentOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = False,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+    yes: YesOpt = False,
+    otp: OtpOpt = None,
     format: FormatOpt = None,
 ) -> None:
-    """Renew accounts for 18 months from today.
+    """Renew accounts for 18 months from today: the ones named, or every one listed in a CSV file.
 
-    Example: pepsctl accounts renew JDU000042 KBE000043
+    With --file, every row is checked first, then all are renewed in one transaction, recorded as a
+    batch that 'batches undo' reverses (a bulk change: it needs a one-time code, like every import).
+    An account already valid until the new date is left unchanged. --establishment, --dry-run,
+    --skip-invalid, --report, --quiet, --yes and --otp apply to --file.
+
+    Example: pepsctl accounts renew JDU000042 KBE000043    or    pepsctl accounts renew --file expiring.csv --yes
     """
     from pepsctl.domain import accounts
 
+    if file is not None:
+        if identifiers:
+            raise UsageError(_("Give account identifiers or --file FILE, not both."))
+        _renew_file(ctx, file, establishment, dry_run, skip_invalid, report, quiet, yes, otp, format)
+        return
+    if not identifiers:
+        raise UsageError(
+            _("Give at least one account identifier, or --file FILE."),
+            hint=_("Example: pepsctl accounts renew JDU000042"),
+        )
+    file_only = {
+        "--establishment": establishment is not None,
+        "--dry-run": dry_run,
+        "--skip-invalid": skip_invalid,
+        "--report": report is not None,
+    }
+    if given := [name for name, used in file_only.items() if used]:
+        raise UsageError(_("These options need --file: {options}.").format(options=", ".join(given)))
     with get_app(ctx).env() as env:
         views = accounts.renew(env, identifiers)
     output.render(
@@ -196,6 +239,182 @@ def renew(
         table_columns=["identifier", "last_name", "first_name", "status", "expires_at"],
         title=_("Renewed"),
     )
+
+
+def _renew_file(ctx, file, establishment, dry_run, skip_invalid, report, quiet, yes, otp, format) -> None:
+    from pepsctl.domain import accounts_bulk
+
+    source = accounts_bulk.read_renew_file(str(file))
+    for warning in source.warnings:
+        output.warn(warning)
+    if not dry_run:
+        confirm(_("Renew the accounts of {path} ({n} rows)?").format(path=file, n=len(source.rows)), yes=yes)
+    options = accounts_bulk.RenewOptions(dry_run=dry_run, skip_invalid=skip_invalid, establishment=establishment)
+    with output.progress(
+        len(source.rows), _("Checking rows"), enabled=not quiet and len(source.rows) >= PROGRESS_THRESHOLD
+    ) as advance:
+        result = run(
+            get_app(ctx), lambda env: accounts_bulk.renew_file(env, source, options, progress=advance), otp=otp
+        )
+    _finish(result, source.headers, report, format, dry_run)
+
+
+def _finish(result, headers: list[str], report: Path | None, format, dry_run: bool) -> None:
+    """Like the other imports, but stdout always carries the plan (the rejected rows when nothing was
+    written): after an import it names the identifiers of the new accounts."""
+    from pepsctl.domain import bulk, csvio
+
+    if report is not None:
+        rows = csvio.report_rows(headers, result.rejects)
+        columns = [*(h for h in headers if h), "line", "reason"]
+        output.write_csv(report, rows, columns, delimiter=";")
+        output.info(_("Rejected rows written to {path}.").format(path=report))
+    failed = result.error is not None
+    shown = [p for p in result.plan if p.action == bulk.REJECT] if failed else result.plan
+    if fmt(format) == "table":
+        shown = [p for p in shown if p.action != bulk.UNCHANGED]
+    if shown or fmt(format) != "table":
+        output.render(
+            shown,
+            fmt(format),
+            columns=fields_of(bulk.PlanRow),
+            title=_("Rejected rows") if failed else _("Plan") if dry_run else _("Changes"),
+        )
+    summary = _("{total} rows: {changed} to change, {unchanged} unchanged, {rejected} rejected.").format(
+        total=result.total, changed=result.changed, unchanged=result.unchanged, rejected=result.rejected
+    )
+    if dry_run:
+        output.info(summary + " " + _("Dry run: nothing was written."))
+    elif result.applied:
+        output.success(
+            summary + " " + _("Applied as batch {id} (undo: pepsctl batches undo {id}).").format(id=result.batch_id)
+        )
+    elif result.error is None:
+        output.info(summary + " " + _("Nothing to change."))
+    if result.error is not None:
+        raise result.error
+
+
+class ImportMode(StrEnum):
+    upsert = "upsert"
+    create_only = "create-only"
+    update_only = "update-only"
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help=_(
+                "CSV file: identifier, civility, last_name, first_name, email, phone, function, profile "
+                "(French or English headers)."
+            )
+        ),
+    ],
+    mode: Annotated[
+        ImportMode,
+        typer.Option(
+            "--mode",
+            help=_("upsert: rows with an identifier update, rows without create; create-only; update-only."),
+            case_sensitive=False,
+        ),
+    ] = ImportMode.upsert,
+    establishment: EstablishmentOpt = None,
+    dry_run: DryRunOpt = False,
+    skip_invalid: SkipInvalidOpt = False,
+    allow_shared: Annotated[
+        bool, typer.Option("--allow-shared", help=_("Accept one number for several accounts."))
+    ] = False,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+    yes: YesOpt = False,
+    otp: OtpOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Create and update accounts in bulk from a CSV: every row validated first, one transaction, undoable.
+
+    A row with an identifier updates that account (an empty cell changes nothing); a row without one
+    creates an account, whose agent is e-mailed an activation code. Other columns (status,
+    expires_at, rights…) are ignored with a warning; a NIR column is dropped. Any invalid row means
+    nothing is written (exit 3) unless --skip-invalid; the same file twice changes nothing the second
+    time. Applying needs a one-time code (a sensitive action).
+
+    Example: pepsctl accounts import agents.csv --dry-run    then    pepsctl accounts import agents.csv --yes
+    """
+    from pepsctl.domain import accounts_bulk
+
+    source = accounts_bulk.read_file(str(file))
+    for warning in source.warnings:
+        output.warn(warning)
+    if not dry_run:
+        confirm(_("Apply the accounts of {path} ({n} rows)?").format(path=file, n=len(source.rows)), yes=yes)
+    options = accounts_bulk.ImportOptions(
+        mode=mode.value,
+        dry_run=dry_run,
+        skip_invalid=skip_invalid,
+        allow_shared=allow_shared,
+        establishment=establishment,
+    )
+    with output.progress(
+        len(source.rows), _("Checking rows"), enabled=not quiet and len(source.rows) >= PROGRESS_THRESHOLD
+    ) as advance:
+        result = run(
+            get_app(ctx), lambda env: accounts_bulk.import_file(env, source, options, progress=advance), otp=otp
+        )
+    _finish(result, source.headers, report, format, dry_run)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=_("Write here (CSV: UTF-8 with BOM, ';' for French Excel; mode 0600)."),
+            show_default=False,
+        ),
+    ] = None,
+    establishment: EstablishmentOpt = None,
+    format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help=_("csv (default) or json."), case_sensitive=False)
+    ] = ExportFormat.csv,
+) -> None:
+    """Export the accounts of the establishment, phones in full, ready to edit and import back.
+
+    Columns: identifier, civility, last_name, first_name, email, phone, function, profile, status,
+    expires_at. Cells a spreadsheet would run as formulas are neutralised (and restored on import):
+    importing the file unchanged changes nothing.
+
+    Example: pepsctl accounts export --output accounts.csv
+    """
+    from pepsctl.domain import accounts_bulk
+
+    with get_app(ctx).env() as env:
+        rows = accounts_bulk.export(env, establishment)
+    columns = accounts_bulk.EXPORT_COLUMNS
+    if output_file is None:
+        output.render(rows, format.value, columns=columns)
+        return
+    if format is ExportFormat.json:
+        import os
+
+        fd = os.open(output_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
+            output.render(rows, "json", columns=columns, file=handle)
+        count = len(rows)
+    else:
+        count = output.write_csv(output_file, rows, columns, delimiter=";")
+    output.success(_("Wrote {n} accounts to {path}.").format(n=count, path=output_file))
 
 
 @app.command("delete")

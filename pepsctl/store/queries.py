@@ -199,3 +199,129 @@ def accounts_in(session: Session, establishment_ids: list[int]):
         .where(col(Account.establishment_id).in_(establishment_ids))
         .order_by(col(Account.identifier))
     ).all()
+
+
+# -- accounts in bulk (accounts import / renew --file and their undo) -------------------------------
+
+# The account columns a bulk file may set: ``bulk_update_accounts`` writes any subset of them per row.
+BULK_ACCOUNT_FIELDS = ("profile", "civility", "last_name", "first_name", "email", "phone", "phone_type", "function")
+
+
+def accounts_for_bulk(session: Session, establishment_ids: list[int]):
+    """Every column an accounts import compares and checks, for the accounts of those establishments (one query)."""
+    return session.execute(
+        select(
+            Account.id,
+            Account.identifier,
+            Account.establishment_id,
+            Account.profile,
+            Account.civility,
+            Account.last_name,
+            Account.first_name,
+            Account.email,
+            Account.phone,
+            Account.phone_type,
+            Account.function,
+            Account.activated_at,
+            Account.locked_at,
+            Account.expires_at,
+            Account.renewed_at,
+        )
+        .where(col(Account.establishment_id).in_(establishment_ids))
+        .order_by(col(Account.identifier))
+    ).all()
+
+
+def bulk_update_accounts(session: Session, rows: list[dict], now: datetime) -> None:
+    """Set, per account, any subset of :data:`BULK_ACCOUNT_FIELDS` in one executemany.
+
+    ``rows`` are dicts with ``id`` and the fields to set (a missing key leaves the column as it is;
+    ``None`` sets NULL). A row that sets ``phone`` also clears ``phone_verified_at``.
+    """
+    if not rows:
+        return
+    from sqlalchemy import Boolean, bindparam
+
+    table = Account.__table__  # type: ignore[attr-defined]
+    values: dict = {
+        table.c[name]: case(
+            (bindparam(f"s_{name}", type_=Boolean()), bindparam(f"v_{name}", type_=table.c[name].type)),
+            else_=table.c[name],
+        )
+        for name in BULK_ACCOUNT_FIELDS
+    }
+    values[table.c.phone_verified_at] = case(
+        (bindparam("s_phone", type_=Boolean()), None), else_=table.c.phone_verified_at
+    )
+    values[table.c.updated_at] = bindparam("b_now", type_=table.c.updated_at.type)
+    statement = update(table).where(table.c.id == bindparam("b_id")).values(values)
+    session.execute(
+        statement,
+        [
+            {
+                "b_id": row["id"],
+                "b_now": now,
+                **{f"s_{name}": name in row for name in BULK_ACCOUNT_FIELDS},
+                **{f"v_{name}": row.get(name) for name in BULK_ACCOUNT_FIELDS},
+            }
+            for row in rows
+        ],
+    )
+
+
+def bulk_set_expiry(session: Session, rows: list[dict], now: datetime) -> None:
+    """Set ``expires_at`` and ``renewed_at`` of many accounts (rows of id/expires_at/renewed_at): one executemany."""
+    if not rows:
+        return
+    from sqlalchemy import bindparam
+
+    table = Account.__table__  # type: ignore[attr-defined]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            {
+                table.c.expires_at: bindparam("b_expires_at", type_=table.c.expires_at.type),
+                table.c.renewed_at: bindparam("b_renewed_at", type_=table.c.renewed_at.type),
+                table.c.updated_at: bindparam("b_now", type_=table.c.updated_at.type),
+            }
+        )
+    )
+    session.execute(
+        statement,
+        [
+            {"b_id": row["id"], "b_expires_at": row["expires_at"], "b_renewed_at": row["renewed_at"], "b_now": now}
+            for row in rows
+        ],
+    )
+
+
+def revoke_sessions_of(session: Session, account_ids: list[int], now: datetime, *, keep: int | None = None) -> None:
+    """End the live sessions of many accounts (one executemany), but session ``keep``."""
+    if not account_ids:
+        return
+    from sqlalchemy import bindparam
+
+    from pepsctl.store.models import AuthSession
+
+    table = AuthSession.__table__  # type: ignore[attr-defined]
+    statement = (
+        update(table)
+        .where(table.c.account_id == bindparam("b_account"))
+        .where(table.c.revoked_at.is_(None))
+        .where(table.c.id != bindparam("b_keep"))
+        .values({table.c.revoked_at: bindparam("b_now", type_=table.c.revoked_at.type)})
+    )
+    session.execute(
+        statement, [{"b_account": a, "b_keep": keep if keep is not None else -1, "b_now": now} for a in account_ids]
+    )
+
+
+def delete_accounts(session: Session, account_ids: list[int]) -> None:
+    """Delete many accounts (one executemany); their codes, sessions, devices and rights go with them (cascade)."""
+    if not account_ids:
+        return
+    from sqlalchemy import bindparam, delete
+
+    table = Account.__table__  # type: ignore[attr-defined]
+    session.execute(delete(table).where(table.c.id == bindparam("b_id")), [{"b_id": a} for a in account_ids])
