@@ -62,6 +62,7 @@ FORMATS: tuple[str, ...] = ("table", "json", "csv")
 __all__ = [
     "FORMATS",
     "Column",
+    "create_private",
     "error",
     "info",
     "is_interactive",
@@ -391,11 +392,29 @@ def write_csv(
         count = _write_csv_rows(sys.stdout, records, cols, delimiter=delimiter)
         sys.stdout.flush()
         return count
-    fd = os.open(path_or_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC: tighten it
+    fd = create_private(path_or_file)
     with open(fd, "w", encoding="utf-8-sig", newline="") as handle:
         return _write_csv_rows(handle, records, cols, delimiter=delimiter)
+
+
+def create_private(path: str | os.PathLike[str]) -> int:
+    """Create (or truncate) ``path`` with mode 0600 and return its descriptor, open for writing.
+
+    A path that cannot be written (no such directory, a directory, no permission) raises
+    :class:`pepsctl.errors.InvalidInput` (exit 3) naming it, never a traceback.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    except OSError as error:
+        from pepsctl.errors import InvalidInput
+
+        raise InvalidInput(
+            _("Cannot write {path}: {reason}").format(path=os.fspath(path), reason=error.strerror or error),
+            field="output",
+        ) from None
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC: tighten it
+    return fd
 
 
 # ---- table

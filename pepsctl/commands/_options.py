@@ -21,6 +21,10 @@ class Format(StrEnum):
     csv = "csv"
 
 
+# Ids (batches, delegations, outbox messages) are 32-bit integers in the store: a larger number is a
+# usage error (exit 2), never a failure of the database driver.
+MAX_ID = 2**31 - 1
+
 FormatOpt = Annotated[
     Format | None,
     typer.Option(

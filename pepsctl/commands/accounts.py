@@ -405,10 +405,7 @@ def export(
         output.render(rows, format.value, columns=columns)
         return
     if format is ExportFormat.json:
-        import os
-
-        fd = os.open(output_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
+        fd = output.create_private(output_file)
         with open(fd, "w", encoding="utf-8") as handle:
             output.render(rows, "json", columns=columns, file=handle)
         count = len(rows)

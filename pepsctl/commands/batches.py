@@ -7,13 +7,24 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, OtpOpt, YesOpt, confirm, fields_of, fmt, get_app, run, sub_app
+from pepsctl.commands._options import (
+    MAX_ID,
+    FormatOpt,
+    OtpOpt,
+    YesOpt,
+    confirm,
+    fields_of,
+    fmt,
+    get_app,
+    run,
+    sub_app,
+)
 from pepsctl.i18n import _
 
 app = sub_app(_("Applied bulk files: what they changed, and undo.\n\nExample: pepsctl batches list"))
 
 COLUMNS = ["id", "kind", "created_at", "actor", "file_name", "rows_total", "rows_changed", "rows_rejected", "undone_at"]
-IdArg = Annotated[int, typer.Argument(metavar="ID", help=_("Batch id from 'batches list'."))]
+IdArg = Annotated[int, typer.Argument(metavar="ID", help=_("Batch id from 'batches list'."), max=MAX_ID)]
 
 
 def register(root: typer.Typer) -> None:

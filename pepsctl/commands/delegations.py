@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, OtpOpt, YesOpt, confirm, fields_of, fmt, get_app, run, sub_app
+from pepsctl.commands._options import (
+    MAX_ID,
+    FormatOpt,
+    OtpOpt,
+    YesOpt,
+    confirm,
+    fields_of,
+    fmt,
+    get_app,
+    run,
+    sub_app,
+)
 from pepsctl.commands.rights import LevelOpt, ServicesArg, render_changes
 from pepsctl.i18n import _
 
@@ -19,7 +30,7 @@ app = sub_app(
     )
 )
 
-IdArg = Annotated[int, typer.Argument(metavar="ID", help=_("Delegation id from 'delegations list'."))]
+IdArg = Annotated[int, typer.Argument(metavar="ID", help=_("Delegation id from 'delegations list'."), max=MAX_ID)]
 AccountArg = Annotated[
     str, typer.Argument(metavar="ID", help=_("One of your establishment's accounts, e.g. JDU000042."))
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import EstablishmentOpt, FormatOpt, fmt, get_app, sub_app
+from pepsctl.commands._options import MAX_ID, EstablishmentOpt, FormatOpt, fmt, get_app, sub_app
 from pepsctl.errors import CheckFailed, InvalidInput
 from pepsctl.i18n import _
 
@@ -33,13 +33,13 @@ def _since(value: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset that leaves the years 1-9999
         raise InvalidInput(
             _("Cannot read the date {value!r}.").format(value=value),
             field="since",
             hint=_("Use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)."),
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @app.callback()
@@ -54,9 +54,12 @@ def history(
         typer.Option("--action", help=_("Only this action (a trailing * matches a prefix)."), show_default=False),
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help=_("From this date (UTC)."), show_default=False)] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help=_("Only this batch."), show_default=False)] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help=_("Only this batch."), show_default=False, max=MAX_ID)
+    ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help=_("Only the newest N events."), show_default=False)
+        int | None,
+        typer.Option("--limit", help=_("Only the newest N events."), show_default=False, min=0, max=MAX_ID),
     ] = None,
     format: FormatOpt = None,
 ) -> None:
@@ -69,6 +72,12 @@ def history(
     from pepsctl.domain import history as history_ops
     from pepsctl.domain import validation
 
+    if action is not None and not action.isprintable():  # NUL, controls, undecodable bytes: no action has them
+        raise InvalidInput(
+            _("Cannot read the action {value!r}.").format(value=action),
+            field="action",
+            hint=_("An action is a name such as account.update, or a prefix and * such as otp.*."),
+        )
     filters = history_ops.HistoryFilter(
         account=validation.normalize_identifier(account) if account else None,
         establishment=validation.normalize_siret(establishment) if establishment else None,

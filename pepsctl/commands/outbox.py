@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import FormatOpt, fmt, get_app, sub_app
-from pepsctl.errors import UsageError
+from pepsctl.commands._options import MAX_ID, FormatOpt, fmt, get_app, sub_app
+from pepsctl.errors import InvalidInput, UsageError
 from pepsctl.i18n import _
 
 app = sub_app(
@@ -37,7 +37,9 @@ def list_(
     to: Annotated[
         str | None, typer.Option("--to", help=_("Only messages to this address."), show_default=False)
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help=_("Only the newest N."), show_default=False)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help=_("Only the newest N."), show_default=False, min=0, max=MAX_ID)
+    ] = None,
     format: FormatOpt = None,
 ) -> None:
     """List messages, oldest first; a code is blanked once used or expired.
@@ -46,6 +48,8 @@ def list_(
     """
     from pepsctl.domain import notify
 
+    if to is not None and not to.isprintable():  # NUL, controls, undecodable bytes: no address has them
+        raise InvalidInput(_("--to takes an e-mail address or a phone number."), field="to")
     with _check(ctx).env(auth=False) as env:
         views = notify.list_outbox(env.session, to=to, limit=limit)
     output.render(
@@ -60,7 +64,7 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    message_id: Annotated[int, typer.Argument(metavar="ID", help=_("Message id from 'outbox list'."))],
+    message_id: Annotated[int, typer.Argument(metavar="ID", help=_("Message id from 'outbox list'."), max=MAX_ID)],
     format: FormatOpt = None,
 ) -> None:
     """Show one message in full.

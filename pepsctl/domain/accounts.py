@@ -19,7 +19,7 @@ from pepsctl.domain import authz, codes, history, lockout, notify, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, USER, Env
 from pepsctl.domain.models import AccountChanges, AccountFilter, AccountView, NewAccount
-from pepsctl.errors import Conflict, InvalidInput, LastAdministrator, NotFound
+from pepsctl.errors import Conflict, InvalidInput, LastAdministrator
 from pepsctl.i18n import _
 from pepsctl.store import queries
 from pepsctl.store.models import Account, Establishment
@@ -223,15 +223,15 @@ def resolve_establishment(env: Env, siret: str | None, action: str) -> Establish
 
 
 def load(env: Env, identifier: str, action: str) -> tuple[Account, Establishment]:
-    """An account the actor may run ``action`` on: exit 4 if unknown, exit 7 if outside scope."""
+    """An account the actor may run ``action`` on; exit 7 otherwise.
+
+    An unknown identifier gets exactly the refusal another establishment's account gets
+    (security.md: the caller learns nothing about accounts outside their scope).
+    """
     identifier = v.normalize_identifier(identifier)
     account = queries.get_account_by_identifier(env.session, identifier)
     if account is None:
-        env.require_actor()
-        raise NotFound(
-            _("No account {identifier}.").format(identifier=identifier),
-            hint=_("See 'pepsctl accounts list'."),
-        )
+        authz.deny(env, action, identifier)
     assert account.id is not None
     authz.require(env, action, account.establishment_id, target_account_id=account.id, target=identifier)
     establishment = env.session.get(Establishment, account.establishment_id)

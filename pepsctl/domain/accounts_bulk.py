@@ -246,24 +246,19 @@ def import_file(
 
     plan, rejects = _plan(source, items, reasons)
     changed = sum(1 for i in items.values() if i.creates or i.changes)
-    result = bulk.BulkResult(
+    result, apply = bulk.planned(
+        env,
         kind=KIND,
-        file=source.path,
-        total=len(source.rows),
-        changed=changed,
-        unchanged=len(items) - changed,
-        rejected=len(rejects),
-        applied=False,
-        dry_run=options.dry_run,
-        batch_id=None,
+        source=source,
         plan=plan,
         rejects=rejects,
-        warnings=list(source.warnings),
+        changed=changed,
+        unchanged=len(items) - changed,
+        dry_run=options.dry_run,
         skip_invalid=options.skip_invalid,
+        siret=establishment.siret,
     )
-    if options.dry_run or (rejects and not options.skip_invalid) or not changed:
-        if rejects and not options.skip_invalid and not options.dry_run:
-            _record_rejected(env, source, establishment.siret, len(rejects))
+    if not apply:
         return result
     stepup.require(env, "bulk.apply")
     todo = [i for i in items.values() if i.creates or i.changes]
@@ -464,16 +459,6 @@ def _plan(
         else:
             plan.append(bulk.PlanRow(row.line, item.account.identifier, bulk.UNCHANGED, None, None, None, None))
     return plan, rejects
-
-
-def _record_rejected(env: Env, source: csvio.CsvFile, siret: str, rejected: int, kind: str = KIND) -> None:
-    history.record(
-        env,
-        "bulk.rejected",
-        target=source.path[-64:],
-        establishment=siret,
-        after={"kind": kind, "rejected": rejected, "rows": len(source.rows)},
-    )
 
 
 # -- applying ------------------------------------------------------------------------------------
@@ -814,24 +799,19 @@ def renew_file(
         )
     progress(len(source.rows) % _PROGRESS_STEP)
 
-    result = bulk.BulkResult(
+    result, apply = bulk.planned(
+        env,
         kind=RENEW_KIND,
-        file=source.path,
-        total=len(source.rows),
-        changed=len(todo),
-        unchanged=unchanged,
-        rejected=len(rejects),
-        applied=False,
-        dry_run=options.dry_run,
-        batch_id=None,
+        source=source,
         plan=plan,
         rejects=rejects,
-        warnings=list(source.warnings),
+        changed=len(todo),
+        unchanged=unchanged,
+        dry_run=options.dry_run,
         skip_invalid=options.skip_invalid,
+        siret=establishment.siret,
     )
-    if options.dry_run or (rejects and not options.skip_invalid) or not todo:
-        if rejects and not options.skip_invalid and not options.dry_run:
-            _record_rejected(env, source, establishment.siret, len(rejects), RENEW_KIND)
+    if not apply:
         return result
     stepup.require(env, "bulk.apply")
     queries.bulk_set_expiry(

@@ -14,8 +14,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import and_, case, false, func, literal, or_, select
+from sqlalchemy import LargeBinary, and_, case, cast, func, or_, select
 from sqlmodel import col
 
 from pepsctl import clock
@@ -46,6 +47,7 @@ CHECKS: tuple[tuple[str, str, str], ...] = (
     ("pending-activation", WARNING, "the activation code expired unused"),
 )
 SEVERITY = {code: severity for code, severity, _d in CHECKS}
+_DETAILS = {code: description for code, _s, description in CHECKS}
 _ORDER = {code: i for i, (code, _s, _d) in enumerate(CHECKS)}
 
 # Words that name a role, a place or a service rather than a person (folded: lower case, no accents).
@@ -199,6 +201,8 @@ def _scope_condition(env: Env, siret: str | None, column):
 
 
 def fold(text: str | None) -> str:
+    if text is not None and text.isascii():
+        return text.casefold()  # NFKD leaves ASCII as it is: the same result, without the walk
     decomposed = unicodedata.normalize("NFKD", text or "")
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -211,8 +215,8 @@ def generic_signals(first_name: str, last_name: str, email: str, *, mailbox_shar
     """
     strong: list[str] = []
     weak: list[str] = []
-    first, last = fold(first_name), fold(last_name)
-    first_tokens, last_tokens = set(_TOKENS.findall(first)), set(_TOKENS.findall(last))
+    first_tokens, first_separated, first_digits = _name_facts(first_name)
+    last_tokens, last_separated, last_digits = _name_facts(last_name)
     if first_tokens & ROLE_WORDS:
         strong.append(_("first name {name!r} is a role, not a person").format(name=first_name))
     role_last = last_tokens & ROLE_WORDS
@@ -220,9 +224,9 @@ def generic_signals(first_name: str, last_name: str, email: str, *, mailbox_shar
         (weak if role_last <= SURNAME_ROLE_WORDS else strong).append(
             _("last name {name!r} is a role word").format(name=last_name)
         )
-    if _SEPARATORS.search(first_name) or _SEPARATORS.search(last_name):
+    if first_separated or last_separated:
         strong.append(_("several people in one name"))
-    if any(ch.isdigit() for ch in first_name + last_name):
+    if first_digits or last_digits:
         weak.append(_("digits in the name"))
     local = fold(email.partition("@")[0])
     tokens = [t for t in _TOKENS.findall(local) if t not in first_tokens and t not in last_tokens]
@@ -237,6 +241,12 @@ def generic_signals(first_name: str, last_name: str, email: str, *, mailbox_shar
     if strong or len(weak) >= 2:
         return strong + weak
     return []
+
+
+@lru_cache(maxsize=65536)
+def _name_facts(name: str) -> tuple[frozenset[str], bool, bool]:
+    """A name's folded words, and whether it holds a separator or a digit (cached: names repeat)."""
+    return frozenset(_TOKENS.findall(fold(name))), bool(_SEPARATORS.search(name)), any(c.isdigit() for c in name)
 
 
 def _local_part(dialect: str):
@@ -255,48 +265,70 @@ def _local_part(dialect: str):
 def _role_prefilter(dialect: str):
     """SQL pre-filter, cheap over 300,000 rows: rows that may carry a generic signal (Python confirms)."""
     words = sorted(ROLE_WORDS)
-    local, first_token = _local_part(dialect)
+    _local, first_token = _local_part(dialect)
     conditions = [
         func.lower(col(Account.first_name)).in_(words),
         func.lower(col(Account.last_name)).in_(words),
-        local.in_(words),
-        first_token.in_(words),
+        # A whole local part that is a role word is its own first token. The token is costly to cut
+        # out: only for mailboxes whose first characters can begin a role word.
+        and_(func.lower(func.substr(col(Account.email), 1, 3)).in_(_role_starts(words)), first_token.in_(words)),
     ]
+    # Python folds accents and splits names into words ("Secrétariat", "Ressources humaines", "Jeanne
+    # et Paul"): a name with a non-ASCII letter, a digit or a separator goes to Python to decide.
     for text in (col(Account.first_name), col(Account.last_name)):
-        conditions += [func.lower(text).like("% et %"), text.like("%&%"), text.like("%/%"), text.like("%,%")]
-        conditions.append(text.regexp_match("[0-9]") if dialect == "postgresql" else text.op("GLOB")("*[0-9]*"))
+        if dialect == "postgresql":
+            conditions += [func.octet_length(text) != func.char_length(text), text.regexp_match(_NAME_SPLIT)]
+        else:
+            non_ascii = func.length(text) != func.length(cast(text, LargeBinary))  # characters != bytes
+            conditions += [non_ascii, text.op("GLOB")(f"*{_NAME_SPLIT}*")]
     return or_(*conditions)
+
+
+def _role_starts(words: list[str]) -> list[str]:
+    """The first three characters of any e-mail whose first token is one of ``words`` (two letters at least)."""
+    starts = {w[:3] for w in words if len(w) >= 3}
+    return sorted(starts | {w + end for w in words if len(w) == 2 for end in ("", ".", "-", "_", "@")})
+
+
+_NAME_SPLIT = "[0-9 .'&/,;+-]"  # a character class in both PostgreSQL regular expressions and SQLite GLOB
 
 
 # -- the checks ----------------------------------------------------------------------------------
 
 
 def _fixes(siret: str, identifier: str | None) -> dict[str, str]:
-    i = identifier or "ID"
+    texts = _fix_texts()
+    return {check: _fix(texts, check, siret, identifier) for check in texts}
+
+
+def _fix(texts: dict[str, str], check: str, siret: str, identifier: str | None) -> str:
+    """The command that fixes a finding: its text from ``_fix_texts`` with the SIRET and the identifier."""
+    if check in ("single-administrator", "unverified-phone"):
+        return texts[check]
+    return texts[check].format(siret=siret, id=identifier or "ID")
+
+
+def _fix_texts() -> dict[str, str]:
+    """Each check's fix, translated once per audit; ``_fix`` fills {siret} and {id}."""
     return {
         "no-administrator": _(
             "pepsctl accounts create --profile admin … --establishment {siret}, or pepsctl accounts unlock / renew "
             "an administrator"
-        ).format(siret=siret),
+        ),
         "single-administrator": _("pepsctl accounts update ID --profile admin (name a second administrator)"),
-        "cgu-not-accepted": _("pepsctl establishments accept-cgu {siret}").format(siret=siret),
-        "generic-account": _("pepsctl accounts delete {id} after creating one nominative account per person").format(
-            id=i
-        ),
-        "missing-identity": _("pepsctl accounts update {id} --last-name … --first-name … --email …").format(id=i),
-        "missing-phone": _("pepsctl accounts update {id} --phone NUMBER (many: pepsctl phones template)").format(id=i),
-        "invalid-phone": _("pepsctl accounts update {id} --phone NUMBER (a mobile, or a landline)").format(id=i),
-        "shared-phone": _("pepsctl accounts update {id} --phone PERSONAL_NUMBER").format(id=i),
+        "cgu-not-accepted": _("pepsctl establishments accept-cgu {siret}"),
+        "generic-account": _("pepsctl accounts delete {id} after creating one nominative account per person"),
+        "missing-identity": _("pepsctl accounts update {id} --last-name … --first-name … --email …"),
+        "missing-phone": _("pepsctl accounts update {id} --phone NUMBER (many: pepsctl phones template)"),
+        "invalid-phone": _("pepsctl accounts update {id} --phone NUMBER (a mobile, or a landline)"),
+        "shared-phone": _("pepsctl accounts update {id} --phone PERSONAL_NUMBER"),
         "unverified-phone": _("the agent logs in once: the code sent proves the number"),
-        "expired-account": _("pepsctl accounts renew {id}, or pepsctl accounts delete {id} if the person left").format(
-            id=i
-        ),
-        "stale-account": _("pepsctl accounts renew {id} if still needed, else pepsctl accounts delete {id}").format(
-            id=i
-        ),
+        "expired-account": _("pepsctl accounts renew {id}, or pepsctl accounts delete {id} if the person left"),
+        # A renewal does not clear it (the check is about use): the agent's next login does.
+        "stale-account": _("pepsctl accounts delete {id} if the person left; else the agent logs in again"),
         "pending-activation": _(
             "pepsctl accounts delete {id} and create it again (a new activation e-mail), if still needed"
-        ).format(id=i),
+        ),
     }
 
 
@@ -309,37 +341,25 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
     findings: list[Finding] = []
     summaries: dict[int, list] = {}
     names: dict[int, tuple[str, str]] = {}
+    texts = _fix_texts()
+    if env.dialect == "postgresql":
+        # The plan's estimates are inflated (joins on expressions): JIT would compile for ≈ 0.5 s, in vain.
+        env.session.connection().exec_driver_sql("SET LOCAL jit = off")
 
-    active_admin = and_(col(Account.profile) == ADMIN, accounts_active(now))
-    est_rows = env.session.execute(
-        select(
-            Establishment.id,
-            Establishment.siret,
-            Establishment.name,
-            Establishment.cgu_accepted_at,
-            func.count(col(Account.id)),
-            func.coalesce(func.sum(case((active_admin, 1), else_=0)), 0),
-        )
-        .outerjoin(Account, col(Account.establishment_id) == col(Establishment.id))
-        .where(in_scope_est)
-        .group_by(col(Establishment.id), col(Establishment.siret), col(Establishment.name))
-        .group_by(col(Establishment.cgu_accepted_at))
-        .order_by(col(Establishment.siret))
-    )
-    for est_id, est_siret, name, cgu_at, total, admins in est_rows:
+    for est_id, est_siret, name, cgu_at, total, admins in env.session.execute(_establishments(env, in_scope_est, now)):
         names[est_id] = (est_siret, name)
         summaries[est_id] = [est_siret, name, int(total), int(admins), 0, 0]
-        fixes = _fixes(est_siret, None)
         if int(admins) == 0 and "no-administrator" in wanted:
-            findings.append(_finding(est_siret, name, "no-administrator", None, _("no active administrator"), fixes))
+            fix = _fix(texts, "no-administrator", est_siret, None)
+            findings.append(_finding(est_siret, name, "no-administrator", None, _("no active administrator"), fix))
         elif int(admins) == 1 and "single-administrator" in wanted:
-            findings.append(
-                _finding(est_siret, name, "single-administrator", None, _("one active administrator"), fixes)
-            )
+            fix = _fix(texts, "single-administrator", est_siret, None)
+            findings.append(_finding(est_siret, name, "single-administrator", None, _("one active administrator"), fix))
         if cgu_at is None and "cgu-not-accepted" in wanted:
-            findings.append(_finding(est_siret, name, "cgu-not-accepted", None, _("CGU not accepted"), fixes))
+            fix = _fix(texts, "cgu-not-accepted", est_siret, None)
+            findings.append(_finding(est_siret, name, "cgu-not-accepted", None, _("CGU not accepted"), fix))
 
-    findings += _account_findings(env, in_scope_acc, now, wanted, names)
+    findings += _account_findings(env, in_scope_acc, now, wanted, names, texts)
     findings.sort(key=lambda f: (f.establishment, f.identifier or "", _ORDER[f.check]))
     by_siret = {values[0]: values for values in summaries.values()}
     for f in findings:
@@ -352,6 +372,26 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
     return report
 
 
+def _establishments(env: Env, in_scope, now: datetime):
+    """The establishments in scope, each with its number of accounts and of active administrators."""
+    active_admin = and_(col(Account.profile) == ADMIN, accounts_active(now))
+    columns = (Establishment.id, Establishment.siret, Establishment.name, Establishment.cgu_accepted_at)
+    if env.dialect == "sqlite":
+        # Two index lookups per establishment: cheaper on SQLite than grouping the outer join of every account.
+        its = col(Account.establishment_id) == col(Establishment.id)
+        total = select(func.count()).where(its).correlate(Establishment).scalar_subquery()
+        admins = select(func.count()).where(its, active_admin).correlate(Establishment).scalar_subquery()
+        return select(*columns, total, admins).where(in_scope).order_by(col(Establishment.siret))
+    return (
+        select(*columns, func.count(col(Account.id)), func.coalesce(func.sum(case((active_admin, 1), else_=0)), 0))
+        .outerjoin(Account, col(Account.establishment_id) == col(Establishment.id))
+        .where(in_scope)
+        .group_by(col(Establishment.id), col(Establishment.siret), col(Establishment.name))
+        .group_by(col(Establishment.cgu_accepted_at))
+        .order_by(col(Establishment.siret))
+    )
+
+
 def accounts_active(now: datetime):
     return and_(
         col(Account.locked_at).is_(None),
@@ -360,7 +400,7 @@ def accounts_active(now: datetime):
     )
 
 
-def _finding(siret: str, name: str, check: str, row, detail: str, fixes: dict[str, str]) -> Finding:
+def _finding(siret: str, name: str, check: str, row, detail: str, fix: str) -> Finding:
     return Finding(
         establishment=siret,
         establishment_name=name,
@@ -370,24 +410,34 @@ def _finding(siret: str, name: str, check: str, row, detail: str, fixes: dict[st
         last_name=row.last_name if row is not None else None,
         first_name=row.first_name if row is not None else None,
         detail=detail,
-        fix=fixes[check],
+        fix=fix,
     )
 
 
-def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str], names) -> list[Finding]:
+def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str], names, texts) -> list[Finding]:
     shared_phones = (
         select(col(Account.phone).label("phone"), func.count().label("n"))
         .where(col(Account.phone).is_not(None))
         .group_by(col(Account.phone))
         .having(func.count() > 1)
-        .subquery()
     )
     shared_mail = (
         select(func.lower(col(Account.email)).label("email"), func.count().label("n"))
         .group_by(func.lower(col(Account.email)))
         .having(func.count() > 1)
-        .subquery()
     )
+    query = select()
+    if env.dialect == "postgresql":
+        # Hash joins, each grouped subquery computed once.
+        phones, mail = shared_phones.subquery(), shared_mail.subquery()
+        phone_shared, mailbox_shared = phones.c.n.is_not(None), mail.c.n.is_not(None)
+        query = query.select_from(Account).outerjoin(phones, phones.c.phone == col(Account.phone))
+        query = query.outerjoin(mail, mail.c.email == func.lower(col(Account.email)))
+    else:
+        # SQLite: membership in lists materialised once (faster than its joins on them).
+        phones, mail = shared_phones.cte("shared_phones"), shared_mail.cte("shared_mail")
+        phone_shared = col(Account.phone).in_(select(phones.c.phone))
+        mailbox_shared = func.lower(col(Account.email)).in_(select(mail.c.email))
     stale_before = now - timedelta(days=STALE_DAYS)
     expired = and_(col(Account.expires_at).is_not(None), col(Account.expires_at) <= now)
     flags = {
@@ -400,7 +450,7 @@ def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str],
                 col(Account.phone).not_like("+%"),
             ),
         ),
-        "shared-phone": shared_phones.c.n.is_not(None),
+        "shared-phone": phone_shared,
         "unverified-phone": and_(col(Account.phone).is_not(None), col(Account.phone_verified_at).is_(None)),
         "missing-identity": or_(
             func.trim(col(Account.last_name)) == "",
@@ -417,54 +467,50 @@ def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str],
         "pending-activation": and_(
             col(Account.activated_at).is_(None), col(Account.created_at) < now - timedelta(days=ACTIVATION_DAYS)
         ),
-        "generic-account": or_(_role_prefilter(env.dialect), shared_mail.c.n.is_not(None)),
+        "generic-account": or_(_role_prefilter(env.dialect), mailbox_shared),
     }
     selected = {name: condition for name, condition in flags.items() if name in wanted}
     if not selected:
         return []
-    columns = [
-        case((condition, literal(True)), else_=false()).label(name.replace("-", "_"))
-        for name, condition in selected.items()
-    ]
-    query = (
-        select(
-            Account.id,
-            Account.identifier,
-            Account.establishment_id,
-            Account.last_name,
-            Account.first_name,
-            Account.email,
-            Account.phone,
-            shared_phones.c.n.label("sharers"),
-            shared_mail.c.n.label("mailbox_users"),
-            *columns,
-        )
-        .outerjoin(shared_phones, shared_phones.c.phone == col(Account.phone))
-        .outerjoin(shared_mail, shared_mail.c.email == func.lower(col(Account.email)))
-        .where(in_scope)
-        .where(or_(*selected.values()))
+    # Every flag of a row in one integer (a bit per check, and one for a shared mailbox): few columns to fetch.
+    bits = {name: 1 << i for i, name in enumerate(selected)}
+    mailbox_bit = 1 << len(selected)
+    flagged = [case((condition, bits[name]), else_=0) for name, condition in selected.items()]
+    if "generic-account" in selected:
+        flagged.append(case((mailbox_shared, mailbox_bit), else_=0))
+    query = query.add_columns(
+        Account.identifier,
+        Account.establishment_id,
+        Account.last_name,
+        Account.first_name,
+        Account.email,
+        Account.phone,
+        sum(flagged[1:], flagged[0]).label("flags"),
     )
-    rows = list(env.session.execute(query))
-    sharers = _sharers(env, [r.phone for r in rows if r.sharers]) if "shared-phone" in selected else {}
+    rows = env.session.execute(query.where(in_scope).where(or_(*selected.values()))).all()
+    shared_bit = bits.get("shared-phone", 0)
+    sharers = _sharers(env, [r.phone for r in rows if r.flags & shared_bit]) if shared_bit else {}
     findings: list[Finding] = []
+    order = list(bits.items())
     for row in rows:
-        siret, name = names[row.establishment_id]
-        fixes = _fixes(siret, row.identifier)
-        for check in selected:
-            if not getattr(row, check.replace("-", "_")):
+        identifier, est_id, last_name, first_name, email, phone, flags = row
+        siret, name = names[est_id]
+        for check, bit in order:
+            if not flags & bit:
                 continue
             if check == "generic-account":
-                reasons = generic_signals(
-                    row.first_name, row.last_name, row.email, mailbox_shared=bool(row.mailbox_users)
-                )
+                reasons = generic_signals(first_name, last_name, email, mailbox_shared=bool(flags & mailbox_bit))
                 if not reasons:
                     continue
                 detail = "; ".join(reasons)
             elif check == "shared-phone":
-                detail = _shared_detail(row, sharers.get(row.phone, []))
+                detail = _shared_detail(row, sharers.get(phone, []))
             else:
-                detail = dict((c, d) for c, _s, d in CHECKS)[check]
-            findings.append(_finding(siret, name, check, row, detail, fixes))
+                detail = _DETAILS[check]
+            fix = _fix(texts, check, siret, identifier)
+            findings.append(
+                Finding(siret, name, check, SEVERITY[check], identifier, last_name, first_name, detail, fix)
+            )
     return findings
 
 

@@ -109,17 +109,24 @@ def _refuse(rule: str, reason: str) -> Decision:
     return Decision(False, rule, reason)
 
 
-def active_delegation(env: Env, centralizer_id: int, establishment_id: int) -> Delegation | None:
-    """The accepted, unexpired delegation from ``establishment_id`` to ``centralizer_id``, if any."""
+def active_delegation(env: Env, centralizer_id: int, establishment_id: int, *, lock: bool = False) -> Delegation | None:
+    """The accepted, unexpired delegation from ``establishment_id`` to ``centralizer_id``, if any.
+
+    ``lock``: to write through it, share-lock the row (``FOR SHARE`` on PostgreSQL) so that a
+    concurrent revocation waits for this transaction, or is seen before it.
+    """
     now = clock.now()
-    return env.session.scalars(
+    query = (
         select(Delegation)
         .where(col(Delegation.centralizer_id) == centralizer_id)
         .where(col(Delegation.establishment_id) == establishment_id)
         .where(col(Delegation.status) == "accepted")
         .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
         .order_by(col(Delegation.id).desc())
-    ).first()
+    )
+    if lock:
+        query = query.with_for_update(read=True)
+    return env.session.scalars(query).first()
 
 
 def scope_of(env: Env, delegation_id: int) -> set[str]:
@@ -278,7 +285,9 @@ def require(
 
 def no_delegation() -> Decision:
     """The refusal for another establishment's target, and for a target that does not exist."""
-    return _refuse("no-delegation", _("No accepted delegation lets your establishment act for that establishment."))
+    return _refuse(
+        "no-delegation", _("Not in your establishment nor in one that delegated to it (or it does not exist).")
+    )
 
 
 def deny(env: Env, action: str, target: str | None, decision: Decision | None = None) -> NoReturn:
@@ -356,11 +365,21 @@ def explain(env: Env, raw_action: str, target: str) -> Explanation:
         code = action.partition(":")[2]
         catalogue.resolve(env.session, [code])  # an unknown service is exit 4 with suggestions
     text = target.strip()
+    if not text.isprintable():  # NUL, controls, undecodable argv bytes: no target has them (and none is echoed)
+        from pepsctl.errors import InvalidInput
+
+        raise InvalidInput(
+            _("Cannot read the target {target!r}.").format(target=target),
+            hint=_("TARGET is an account identifier, a SIRET or delegation:ID."),
+            field="can",
+        )
     establishment_id = -1
     account_id: int | None = None
     if text.lower().startswith("delegation:"):
         number = text.partition(":")[2]
-        delegation = env.session.get(Delegation, int(number)) if number.isdigit() else None
+        # isdigit() is true for '²' (int() refuses it); ids are 32-bit in the store.
+        valid = number.isdecimal() and len(number) <= 10 and int(number) < 2**31
+        delegation = env.session.get(Delegation, int(number)) if valid else None
         if delegation is not None and actor.establishment_id in (
             delegation.centralizer_id,
             delegation.establishment_id,

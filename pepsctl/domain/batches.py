@@ -13,7 +13,7 @@ from pepsctl import clock
 from pepsctl.domain import authz, bulk, history, lockout, stepup
 from pepsctl.domain.env import Env
 from pepsctl.domain.history import NewEvent
-from pepsctl.errors import Conflict, NotFound
+from pepsctl.errors import Conflict
 from pepsctl.i18n import _
 from pepsctl.store import queries
 from pepsctl.store.models import Batch, BatchChange
@@ -74,10 +74,8 @@ def list_batches(env: Env) -> list[BatchView]:
 def _load(env: Env, batch_id: int, action: str) -> Batch:
     actor = env.require_actor()
     batch = env.session.get(Batch, batch_id)
-    if batch is None:
-        env.require_actor()
-        raise NotFound(_("No batch {id}.").format(id=batch_id), hint=_("See 'pepsctl batches list'."))
-    if batch.establishment != actor.siret:
+    if batch is None or batch.establishment != actor.siret:
+        # An unknown batch and another establishment's get the same refusal.
         authz.deny(env, action, f"batch:{batch_id}")
     authz.require(env, action, actor.establishment_id, target=f"batch:{batch_id}")
     return batch

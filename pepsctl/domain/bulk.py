@@ -181,3 +181,50 @@ def match_account(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[
     if len(matches) > 1:
         return None, _("several accounts use this e-mail: give the identifier")
     return matches[0], ""
+
+
+def planned(
+    env: Env,
+    *,
+    kind: str,
+    source: csvio.CsvFile,
+    plan: list[PlanRow],
+    rejects: list[tuple[csvio.Row, str]],
+    changed: int,
+    unchanged: int,
+    dry_run: bool,
+    skip_invalid: bool,
+    siret: str,
+) -> tuple[BulkResult, bool]:
+    """The result of a planned import, and whether to apply it now.
+
+    Nothing is applied on a dry run, when rows were rejected without ``--skip-invalid`` (the
+    rejected file is then recorded in the history, exit 3 follows), or when nothing changes.
+    """
+    result = BulkResult(
+        kind=kind,
+        file=source.path,
+        total=len(source.rows),
+        changed=changed,
+        unchanged=unchanged,
+        rejected=len(rejects),
+        applied=False,
+        dry_run=dry_run,
+        batch_id=None,
+        plan=plan,
+        rejects=rejects,
+        warnings=list(source.warnings),
+        skip_invalid=skip_invalid,
+    )
+    refused = bool(rejects) and not skip_invalid
+    if refused and not dry_run:
+        from pepsctl.domain import history
+
+        history.record(
+            env,
+            "bulk.rejected",
+            target=source.path[-64:],
+            establishment=siret,
+            after={"kind": kind, "rejected": len(rejects), "rows": len(source.rows)},
+        )
+    return result, not (dry_run or refused or not changed)

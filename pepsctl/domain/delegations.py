@@ -102,19 +102,23 @@ def _own(env: Env, action: str) -> Establishment:
     return establishment
 
 
-def _load(env: Env, delegation_id: int, action: str, *, side: str | None = None) -> Delegation:
-    """A delegation the actor's establishment is a side of (``side``: centralizer or establishment only)."""
+def _load(env: Env, delegation_id: int, action: str, *, side: str | None = None, lock: bool = False) -> Delegation:
+    """A delegation the actor's establishment is a side of (``side``: centralizer or establishment only).
+
+    ``lock``: for a decision or a revocation, the row is locked (``FOR UPDATE`` on PostgreSQL; SQLite's
+    ``BEGIN IMMEDIATE`` already serialises writers) and read after any concurrent decision committed.
+    """
     actor = env.require_actor()
-    delegation = env.session.get(Delegation, delegation_id)
+    delegation = env.session.get(Delegation, delegation_id, with_for_update=True if lock else None)
     if delegation is None:
-        raise NotFound(_("No delegation {id}.").format(id=delegation_id), hint=_("See 'pepsctl delegations list'."))
+        # An unknown delegation and one the actor's establishment is not a side of: the same refusal.
+        authz.deny(env, action, f"delegation:{delegation_id}")
     sides = {"centralizer": delegation.centralizer_id, "establishment": delegation.establishment_id}
     allowed = [sides[side]] if side else list(sides.values())
     target = f"delegation:{delegation_id}"
     if actor.establishment_id not in allowed:
         authz.deny(env, action, target)
     authz.require(env, action, actor.establishment_id, target=target)
-    env.extras["delegation_id"] = delegation_id
     return delegation
 
 
@@ -164,6 +168,8 @@ def request(
     now = clock.now()
     if end is not None and end <= now:
         raise InvalidInput(_("The end date must be in the future."), field="until")
+    assert own.id is not None
+    queries.lock_establishment(env.session, own.id)  # two requests at once: the second sees the first
     existing = env.session.scalars(
         select(Delegation)
         .where(col(Delegation.centralizer_id) == own.id)
@@ -248,7 +254,7 @@ def _require_state(delegation: Delegation, allowed: tuple[str, ...], verb: str) 
 
 def accept(env: Env, delegation_id: int) -> DelegationView:
     """Accept a pending request, as an administrator of the establishment asked (a sensitive action)."""
-    delegation = _load(env, delegation_id, "delegation.accept", side="establishment")
+    delegation = _load(env, delegation_id, "delegation.accept", side="establishment", lock=True)
     _require_state(delegation, (PENDING,), _("accepted"))
     if delegation.ends_at is not None and delegation.ends_at <= clock.now():
         raise Conflict(_("Delegation {id} ended before it was accepted.").format(id=delegation_id))
@@ -257,7 +263,7 @@ def accept(env: Env, delegation_id: int) -> DelegationView:
 
 
 def refuse(env: Env, delegation_id: int, *, reason: str | None = None) -> DelegationView:
-    delegation = _load(env, delegation_id, "delegation.refuse", side="establishment")
+    delegation = _load(env, delegation_id, "delegation.refuse", side="establishment", lock=True)
     _require_state(delegation, (PENDING,), _("refused"))
     text = v.normalize_function(reason) if reason else None
     if text is not None and len(text) > MAX_REASON:
@@ -296,7 +302,7 @@ def _decide(env: Env, delegation: Delegation, status: str, reason: str | None) -
 
 def revoke(env: Env, delegation_id: int) -> tuple[DelegationView, int]:
     """End a pending or accepted delegation, from either side; delete the rights granted through it."""
-    delegation = _load(env, delegation_id, "delegation.revoke")
+    delegation = _load(env, delegation_id, "delegation.revoke", lock=True)
     _require_state(delegation, (PENDING, ACCEPTED, EXPIRED), _("revoked"))
     actor = env.require_actor()
     removed = env.session.execute(delete(AccountRight).where(col(AccountRight.delegation_id) == delegation_id)).rowcount

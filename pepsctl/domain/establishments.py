@@ -151,7 +151,8 @@ def register(env: Env, new: NewEstablishment, *, require_code: bool = True) -> R
 
 def _validate_name(raw: str) -> str:
     name = " ".join(raw.split())
-    if not name or len(name) > 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+    # Lone surrogates (undecodable argv bytes) cannot be stored: refused like control characters.
+    if not name or len(name) > 200 or any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) < 0xE000 for ch in raw):
         raise InvalidInput(_("An establishment name has 1 to 200 printable characters."), field="name")
     return name
 

@@ -189,31 +189,20 @@ def import_file(
 
     changed = sum(1 for p in plan if p.action == bulk.UPDATE)
     unchanged = sum(1 for p in plan if p.action == bulk.UNCHANGED)
-    result = bulk.BulkResult(
+    actor = env.require_actor()
+    result, apply = bulk.planned(
+        env,
         kind=KIND,
-        file=source.path,
-        total=len(source.rows),
-        changed=changed,
-        unchanged=unchanged,
-        rejected=len(rejects),
-        applied=False,
-        dry_run=options.dry_run,
-        batch_id=None,
+        source=source,
         plan=plan,
         rejects=rejects,
-        warnings=list(source.warnings),
+        changed=changed,
+        unchanged=unchanged,
+        dry_run=options.dry_run,
         skip_invalid=options.skip_invalid,
+        siret=actor.siret,
     )
-    if options.dry_run or (rejects and not options.skip_invalid) or not changed:
-        if rejects and not options.skip_invalid and not options.dry_run:
-            actor = env.require_actor()
-            history.record(
-                env,
-                "bulk.rejected",
-                target=source.path[-64:],
-                establishment=actor.siret,
-                after={"kind": KIND, "rejected": len(rejects), "rows": len(source.rows)},
-            )
+    if not apply:
         return result
     stepup.require(env, "bulk.apply")
     result.batch_id = _apply(env, source, accounts, updates, plan, result)

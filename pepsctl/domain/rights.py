@@ -101,19 +101,22 @@ class Matrix:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _active_delegations(env: Env, ids: set[int]) -> dict[int, set[str]]:
-    """For the given delegation ids, the scope of those still accepted and unexpired (two queries)."""
+def _active_delegations(env: Env, ids: set[int], *, lock: bool = False) -> dict[int, set[str]]:
+    """For the given delegation ids, the scope of those still accepted and unexpired (two queries).
+
+    ``lock``: to write through them, share-lock the rows (``FOR SHARE`` on PostgreSQL) so that a
+    concurrent revocation waits for this transaction, or is seen before it.
+    """
     if not ids:
         return {}
     now = clock.now()
-    active = set(
-        env.session.scalars(
-            select(Delegation.id)
-            .where(col(Delegation.id).in_(ids))
-            .where(col(Delegation.status) == "accepted")
-            .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
-        )
+    query = (
+        select(Delegation.id)
+        .where(col(Delegation.id).in_(ids))
+        .where(col(Delegation.status) == "accepted")
+        .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
     )
+    active = set(env.session.scalars(query.with_for_update(read=True) if lock else query))
     scopes: dict[int, set[str]] = {i: set() for i in active}
     if active:
         for delegation_id, code in env.session.execute(
@@ -139,7 +142,7 @@ def _target(env: Env, home: Establishment, siret: str | None, action: str) -> tu
     target = queries.get_establishment_by_siret(env.session, siret)
     if target is None or target.id is None or home.id is None:
         authz.deny(env, action, siret)
-    delegation = authz.active_delegation(env, home.id, target.id)
+    delegation = authz.active_delegation(env, home.id, target.id, lock=True)  # a revocation waits for us
     if delegation is None or delegation.id is None:
         authz.deny(env, action, siret)
     return target, delegation.id
@@ -388,7 +391,8 @@ def _copy(env: Env, source_id: str, target_id: str, *, apply: bool) -> list[Righ
         raise InvalidInput(_("Copying an account's rights onto itself changes nothing."), field="to")
     assert source.id is not None and target.id is not None
     source_rows = list(env.session.scalars(select(AccountRight).where(col(AccountRight.account_id) == source.id)))
-    scopes = _active_delegations(env, {r.delegation_id for r in source_rows if r.delegation_id is not None})
+    ids = {r.delegation_id for r in source_rows if r.delegation_id is not None}
+    scopes = _active_delegations(env, ids, lock=apply)  # a concurrent revocation waits for the copy
     live = {s.code: s for s in catalogue.services(env.session)}
     wanted: dict[int, dict[str, str | None]] = {}
     delegation_of: dict[int, int | None] = {}

@@ -64,6 +64,7 @@ def _delegated(env: Env, centralizer_id: int) -> dict[str, tuple[int, int, set[s
             .where(col(Delegation.centralizer_id) == centralizer_id)
             .where(col(Delegation.status) == "accepted")
             .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
+            .with_for_update(read=True, of=Delegation)  # a concurrent revocation waits for this import
         )
     )
     result = {siret: (est_id, d_id, set()) for d_id, est_id, siret in rows}
@@ -193,30 +194,19 @@ def import_file(
     progress(len(source.rows) % 5000)
 
     unchanged = sum(1 for p in plan if p.action == bulk.UNCHANGED)
-    result = bulk.BulkResult(
+    result, apply = bulk.planned(
+        env,
         kind=KIND,
-        file=source.path,
-        total=len(source.rows),
-        changed=len(writes),
-        unchanged=unchanged,
-        rejected=len(rejects),
-        applied=False,
-        dry_run=options.dry_run,
-        batch_id=None,
+        source=source,
         plan=plan,
         rejects=rejects,
-        warnings=list(source.warnings),
+        changed=len(writes),
+        unchanged=unchanged,
+        dry_run=options.dry_run,
         skip_invalid=options.skip_invalid,
+        siret=own.siret,
     )
-    if options.dry_run or (rejects and not options.skip_invalid) or not writes:
-        if rejects and not options.skip_invalid and not options.dry_run:
-            history.record(
-                env,
-                "bulk.rejected",
-                target=source.path[-64:],
-                establishment=own.siret,
-                after={"kind": KIND, "rejected": len(rejects), "rows": len(source.rows)},
-            )
+    if not apply:
         return result
     stepup.require(env, "bulk.apply")
     result.batch_id = _apply(env, source, own, writes, result)

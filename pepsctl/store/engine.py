@@ -49,6 +49,8 @@ def parse_store_url(raw: str) -> StoreUrl:
     raw = raw.strip()
     if not raw:
         raise InvalidInput(_("The store URL is empty."), field="store")
+    if "\x00" in raw:  # no path holds a NUL byte (pathlib raises ValueError on it)
+        raise InvalidInput(_("Cannot read the store URL {url!r}.").format(url=_redact(raw)), field="store")
     if "://" not in raw:
         path = Path(raw).expanduser().resolve()
         url = URL.create("sqlite", database=str(path))

@@ -46,7 +46,7 @@ ACCOUNT_KEYS = [
 ADMIN_A = "MDU000001"  # Marie Durand, registered by the admin_a fixture
 RENEWED_UNTIL = "2027-07-15T09:30:00+00:00"  # FROZEN_AT (2026-01-15T09:30Z) + 18 months
 NOT_LOGGED_IN = "Error: You are not logged in to this store.\nHint: Run 'pepsctl login IDENTIFIER'.\n"
-OTHER_HINT = "Hint: No accepted delegation lets your establishment act for that establishment.\n"
+OTHER_HINT = "Hint: Not in your establishment nor in one that delegated to it (or it does not exist).\n"
 USER_HINT = "Hint: A user profile cannot run administrator operations.\n"
 
 
@@ -519,12 +519,20 @@ def test_list_of_another_establishment_is_denied(cli, admin_a):
 # -- show --------------------------------------------------------------------------------------------
 
 
-def test_show_an_unknown_account_exits_4(cli, admin_a):
-    result = cli("accounts", "show", "zzz999999")
+def test_show_an_unknown_account_is_refused_like_another_establishments(cli, admin_a):
+    other = register(cli, SIRET_B, last="Martin", first="Paul")
+    login(cli, ADMIN_A)
 
-    assert result.exit_code == 4
-    assert result.stdout == ""
-    assert result.stderr == "Error: No account ZZZ999999.\nHint: See 'pepsctl accounts list'.\n"
+    unknown = cli("accounts", "show", "zzz999999")
+    theirs = cli("accounts", "show", other)
+
+    # security.md: the same answer whether the account exists elsewhere or not at all.
+    assert unknown.exit_code == theirs.exit_code == 7
+    assert unknown.stdout == theirs.stdout == ""
+    assert unknown.stderr == "Error: You may not do this (account.read) on ZZZ999999.\n" + OTHER_HINT
+    assert unknown.stderr.replace("ZZZ999999", "<ID>") == theirs.stderr.replace(other, "<ID>")
+    denied = [e["target"] for e in history(cli, "--action", "permission.denied")]
+    assert denied == ["ZZZ999999", other]
 
 
 def test_show_something_that_is_not_an_identifier_exits_3(cli, admin_a):
@@ -655,11 +663,12 @@ def test_update_with_nothing_to_change_exits_3(cli, admin_a):
     assert result.stderr == "Error: Nothing to change: give at least one option.\nHint: See --help.\n"
 
 
-def test_update_an_unknown_account_exits_4(cli, admin_a):
+def test_update_an_unknown_account_exits_7(cli, admin_a):
     result = cli("accounts", "update", "ZZZ999999", "--function", "DRH")
 
-    assert result.exit_code == 4
+    assert result.exit_code == 7
     assert result.stdout == ""
+    assert result.stderr == "Error: You may not do this (account.update) on ZZZ999999.\n" + OTHER_HINT
 
 
 def test_update_an_account_of_another_establishment_exits_7(cli, admin_a):
@@ -804,7 +813,7 @@ def test_renew_is_all_or_nothing(cli, admin_a, spoiler):
     one = create_account(cli, "Jeanne", "Dupont")
     two = create_account(cli, "Karim", "Benali")
     if spoiler == "unknown":
-        bad, code = "ZZZ999999", 4
+        bad, code = "ZZZ999999", 7  # refused like another establishment's account
     elif spoiler == "pending":
         bad, code = create_account(cli, "Paul", "Pending", activate_it=False), 5
     else:
@@ -850,7 +859,7 @@ def test_delete_with_yes_deletes_the_account_and_records_it(cli, admin_a):
     assert result.stdout == ""
     assert result.stderr == f"Deleted {user}.\n"
     assert account_row(cli.store, user) is None
-    assert cli("accounts", "show", user).exit_code == 4
+    assert cli("accounts", "show", user).exit_code == 7  # gone: refused like any account outside the scope
     events = history(cli, "--action", "account.delete")
     assert len(events) == 1
     assert events[0]["target"] == user

@@ -674,7 +674,7 @@ def test_another_establishments_siret_exits_7(cli, admin_a, tmp_path):
         import_(cli, path, "--establishment", SIRET_C),  # a SIRET registered nowhere: the same answer
     ):
         assert result.exit_code == 7, result.stderr
-        assert "No accepted delegation lets your establishment act for that establishment." in result.stderr
+        assert "Not in your establishment nor in one that delegated to it (or it does not exist)." in result.stderr
         assert result.stdout == ""
     assert set(stored(cli.store)) == {ADMIN_A, "LPE000002"}
 

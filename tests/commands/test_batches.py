@@ -290,11 +290,16 @@ def test_the_file_applies_again_after_an_undo(cli, applied, tmp_path):
 
 
 @pytest.mark.parametrize("command", [("show",), ("undo", "--yes")])
-def test_an_unknown_batch_exits_4(cli, admin_a, command):
+def test_an_unknown_batch_is_refused_like_another_establishments(cli, admin_a, command):
+    action = "account.list" if command[0] == "show" else "account.update"
     result = cli("batches", command[0], "99", *command[1:])
 
-    assert result.exit_code == 4
-    assert result.stderr == "Error: No batch 99.\nHint: See 'pepsctl batches list'.\n"
+    assert result.exit_code == 7
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: You may not do this ({action}) on batch:99.\n"
+        "Hint: Not in your establishment nor in one that delegated to it (or it does not exist).\n"
+    )
 
 
 def test_a_batch_id_that_is_not_a_number_is_a_usage_error(cli, admin_a):

@@ -380,7 +380,7 @@ def test_show_of_another_or_an_unregistered_establishment_gives_the_same_refusal
     assert other.stdout == unknown.stdout == ""
     assert other.stderr == (
         f"Error: You may not do this (establishment.read) on {SIRET_B}.\n"
-        "Hint: No accepted delegation lets your establishment act for that establishment.\n"
+        "Hint: Not in your establishment nor in one that delegated to it (or it does not exist).\n"
     )
     # The SIRET typed is echoed; nothing else tells "exists elsewhere" from "does not exist".
     assert other.stderr.replace(SIRET_B, "<SIRET>") == unknown.stderr.replace(SIRET_C, "<SIRET>")

@@ -50,7 +50,7 @@ STEP_UP_SENT = (
     "Hint: Run the same command again with --otp CODE (valid 5 minutes).\n"
 )
 USER_HINT = "Hint: A user profile cannot run administrator operations.\n"
-OTHER_HINT = "Hint: No accepted delegation lets your establishment act for that establishment.\n"
+OTHER_HINT = "Hint: Not in your establishment nor in one that delegated to it (or it does not exist).\n"
 NOW = FROZEN_AT.isoformat()
 
 

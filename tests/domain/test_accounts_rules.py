@@ -17,7 +17,7 @@ from pepsctl import clock
 from pepsctl.domain import accounts
 from pepsctl.domain.env import Actor, Env
 from pepsctl.domain.models import AccountChanges, AccountFilter, NewAccount
-from pepsctl.errors import Conflict, LastAdministrator, NotFound, PepsError, PermissionDenied
+from pepsctl.errors import Conflict, LastAdministrator, PepsError, PermissionDenied
 from pepsctl.store.models import Account
 from tests.conftest import FROZEN_AT, SIRET_A, SIRET_B, SIRET_C, create_account, register
 
@@ -300,11 +300,11 @@ def test_renew_counts_from_now_not_from_the_old_expiry(cli, admin_a):
     assert renewed is not None and renewed.renewed_at == clock.now()
 
 
-def test_an_unknown_identifier_is_not_found_before_anything_is_changed(cli, admin_a):
+def test_an_unknown_identifier_is_refused_before_anything_is_changed(cli, admin_a):
     user = create_account(cli, "Jeanne", "Dupont")
     before = row(cli.store, user)
 
-    with pytest.raises(NotFound), domain_env(cli.store, ADMIN_A) as env:
+    with pytest.raises(PermissionDenied), domain_env(cli.store, ADMIN_A) as env:
         accounts.renew(env, [user, "ZZZ999999"])
 
     after = row(cli.store, user)
