@@ -429,6 +429,43 @@ def _console(out: TextIO) -> Console:
     return Console(file=out, markup=False, highlight=False, emoji=False, width=width)
 
 
+# Above this many rows a table is laid out by a plain formatter: Rich measures and wraps every cell,
+# which takes seconds for thousands of rows (a 2,000-account rights matrix: 4.6 s against 0.1 s).
+PLAIN_TABLE_ROWS = 300
+
+
+def _render_plain_table(records: list[Mapping[str, Any]], cols: list[Column], title: str | None, out: TextIO) -> None:
+    """The same columns, escaped the same way, padded to the widest cell; no wrapping."""
+    import unicodedata
+
+    def width(text: str) -> int:
+        return (
+            sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text) if not text.isascii() else len(text)
+        )
+
+    cells = [[_safe_cell(_table_text(record.get(column.key))) for column in cols] for record in records]
+    labels = [_safe_cell(column.label) for column in cols]
+    widths = [max([width(labels[i]), *(width(row[i]) for row in cells)]) for i in range(len(cols))]
+
+    def line(values: list[str]) -> str:
+        parts = []
+        for i, value in enumerate(values):
+            room = widths[i] - width(value)
+            if cols[i].justify == "right":
+                parts.append(" " * room + value)
+            elif cols[i].justify == "center":
+                parts.append(" " * (room // 2) + value + " " * (room - room // 2))
+            else:
+                parts.append(value + " " * room)
+        return "  " + "   ".join(parts).rstrip()
+
+    if title:
+        out.write(_safe_cell(title) + "\n\n")
+    out.write(line(labels) + "\n")
+    out.write(" " + "━" * (sum(widths) + 3 * (len(widths) - 1) + 2) + "\n")
+    out.write("\n".join(line(row) for row in cells) + "\n")
+
+
 def _render_table(rows: Iterable[Any], cols: list[Column] | None, title: str | None, out: TextIO) -> None:
     records = [_as_mapping(record) for record in rows]
     if not records:
@@ -439,6 +476,9 @@ def _render_table(rows: Iterable[Any], cols: list[Column] | None, title: str | N
         for record in records:
             seen.update(dict.fromkeys(str(key) for key in record))
         cols = [Column(key) for key in seen]
+    if len(records) > PLAIN_TABLE_ROWS:
+        _render_plain_table(records, cols, title, out)
+        return
 
     from rich import box
     from rich.table import Table

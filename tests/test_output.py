@@ -309,6 +309,27 @@ def test_table_shows_headers_values_and_title() -> None:
     assert "is_admin" not in text
 
 
+def test_a_large_table_is_laid_out_plainly_with_the_same_escaping_and_alignment() -> None:
+    from pepsctl.output import PLAIN_TABLE_ROWS
+
+    evil = "a\x1b[31mred[bold]\u202e"
+    records = [{"identifier": f"JDU{n:06d}", "name": evil if n == 7 else "Dupont", "level": "W"} for n in range(400)]
+    assert len(records) > PLAIN_TABLE_ROWS
+    columns = ["identifier", "name", Column("level", "cir", justify="center")]
+
+    text = _render(records, "table", columns=columns, title="Rights")
+
+    lines = text.splitlines()
+    assert lines[0] == "Rights"
+    assert lines[2].split() == ["identifier", "name", "cir"]
+    assert len(lines) == 4 + 400
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "a\\x1b[31mred[bold]\\u202e" in text  # escaped, markup literal
+    # Every row has its cells at the header's columns.
+    start = lines[2].index("cir")
+    assert all(line[start + 1] == "W" for line in lines[4:])
+
+
 def test_table_datetimes_are_shown_in_utc() -> None:
     text = _render([RECORDS[1]], "table", columns=["created_at"])
     assert "2024-03-05 14:07" in text  # 16:07+02:00
