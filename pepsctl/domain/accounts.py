@@ -150,28 +150,8 @@ def insert_account(
         lifetime=codes.ACTIVATION_LIFETIME,
         channel="email",
     )
-    notify.send_email(
-        env.session,
-        env.gateway,
-        to=email,
-        subject=_("Your PEP's account {identifier}").format(identifier=account.identifier),
-        body=_(
-            "Hello {first} {last},\n\n"
-            "An account was created for you on PEP's for {establishment}.\n"
-            "Identifier: {identifier}\n"
-            "Activation code: {code} (valid until {until:%Y-%m-%d %H:%M} UTC)\n\n"
-            "Set your password with:\n  pepsctl password set {identifier} --code {code}\n"
-        ).format(
-            first=first_name,
-            last=last_name,
-            establishment=establishment.name,
-            identifier=account.identifier,
-            code=code.code,
-            until=code.expires_at,
-        ),
-        code=code.code,
-        code_id=code.id,
-        code_expires_at=code.expires_at,
+    env.gateway.deliver(
+        env.session, activation_message(first_name, last_name, establishment.name, account.identifier, code, email)
     )
     history.record(
         env,
@@ -420,22 +400,55 @@ def delete(env: Env, identifier: str) -> AccountView:
 
 def notify_contact_change(env: Env, account: Account, before: dict[str, object], fields: list[str]) -> None:
     """E-mail the person (at the old address too, when it changed) that their contact details changed."""
-    masked = {"phone": v.mask_phone(account.phone) or "-", "email": account.email}
-    lines = "\n".join(f"  {field}: {masked[field]}" for field in fields)
-    addresses = {account.email}
+    for message in contact_messages(account.identifier, account.email, account.phone, before, fields):
+        env.gateway.deliver(env.session, message)
+
+
+def activation_message(first: str, last: str, establishment: str, identifier: str, code: codes.IssuedCode, to: str):
+    """The activation e-mail of a new account (``accounts create`` and ``accounts import``)."""
+    return notify.Message(
+        channel="email",
+        to=to,
+        subject=_("Your PEP's account {identifier}").format(identifier=identifier),
+        body=_(
+            "Hello {first} {last},\n\n"
+            "An account was created for you on PEP's for {establishment}.\n"
+            "Identifier: {identifier}\n"
+            "Activation code: {code} (valid until {until:%Y-%m-%d %H:%M} UTC)\n\n"
+            "Set your password with:\n  pepsctl password set {identifier} --code {code}\n"
+        ).format(
+            first=first,
+            last=last,
+            establishment=establishment,
+            identifier=identifier,
+            code=code.code,
+            until=code.expires_at,
+        ),
+        code=code.code,
+        code_id=code.id,
+        code_expires_at=code.expires_at,
+    )
+
+
+def contact_messages(identifier: str, email: str, phone: str | None, before: dict, fields: list[str]):
+    """The notice sent when an e-mail or phone changes (to the old address too)."""
+    masked = {"phone": v.mask_phone(phone) or "-", "email": email}
+    lines = "\n".join(f"  {name}: {masked[name]}" for name in fields)
+    addresses = {email}
     if "email" in fields and isinstance(before.get("email"), str):
-        addresses.add(str(before["email"]))
-    for address in sorted(addresses):
-        notify.send_email(
-            env.session,
-            env.gateway,
+        addresses.add(before["email"])
+    return [
+        notify.Message(
+            channel="email",
             to=address,
             subject=_("Your PEP's contact details changed"),
             body=_(
                 "The contact details of your account {identifier} changed:\n{lines}\n"
                 "If this was not expected, tell your administrator at once.\n"
-            ).format(identifier=account.identifier, lines=lines),
+            ).format(identifier=identifier, lines=lines),
         )
+        for address in sorted(addresses)
+    ]
 
 
 def unlock(env: Env, identifier: str) -> AccountView:

@@ -464,53 +464,6 @@ def _plan(
 # -- applying ------------------------------------------------------------------------------------
 
 
-def _activation_message(first: str, last: str, establishment: str, identifier: str, code: codes.IssuedCode, to: str):
-    """The e-mail ``accounts create`` sends (the same text, so that ``password set`` works from it)."""
-    return notify.Message(
-        channel="email",
-        to=to,
-        subject=_("Your PEP's account {identifier}").format(identifier=identifier),
-        body=_(
-            "Hello {first} {last},\n\n"
-            "An account was created for you on PEP's for {establishment}.\n"
-            "Identifier: {identifier}\n"
-            "Activation code: {code} (valid until {until:%Y-%m-%d %H:%M} UTC)\n\n"
-            "Set your password with:\n  pepsctl password set {identifier} --code {code}\n"
-        ).format(
-            first=first,
-            last=last,
-            establishment=establishment,
-            identifier=identifier,
-            code=code.code,
-            until=code.expires_at,
-        ),
-        code=code.code,
-        code_id=code.id,
-        code_expires_at=code.expires_at,
-    )
-
-
-def _contact_messages(identifier: str, email: str, phone: str | None, before: dict, fields: list[str]):
-    """The notice ``accounts update`` sends when an e-mail or phone changes (to the old address too)."""
-    masked = {"phone": v.mask_phone(phone) or "-", "email": email}
-    lines = "\n".join(f"  {name}: {masked[name]}" for name in fields)
-    addresses = {email}
-    if "email" in fields and isinstance(before.get("email"), str):
-        addresses.add(before["email"])
-    return [
-        notify.Message(
-            channel="email",
-            to=address,
-            subject=_("Your PEP's contact details changed"),
-            body=_(
-                "The contact details of your account {identifier} changed:\n{lines}\n"
-                "If this was not expected, tell your administrator at once.\n"
-            ).format(identifier=identifier, lines=lines),
-        )
-        for address in sorted(addresses)
-    ]
-
-
 def issue_activation_codes(env: Env, account_ids: list[int]) -> dict[int, codes.IssuedCode]:
     """The set-based :func:`codes.issue` for new accounts: one activation code each, one insert, one read.
 
@@ -610,7 +563,7 @@ def _apply(env: Env, source: csvio.CsvFile, establishment: Establishment, todo: 
         for item in creations:
             assert item.identifier is not None
             messages.append(
-                _activation_message(
+                accounts.activation_message(
                     item.values["first_name"],
                     item.values["last_name"],
                     establishment.name,
@@ -638,7 +591,7 @@ def _apply(env: Env, source: csvio.CsvFile, establishment: Establishment, todo: 
         contact = sorted({"email", "phone"} & set(item.changes))
         if contact:
             account = item.account
-            messages += _contact_messages(
+            messages += accounts.contact_messages(
                 account.identifier,
                 item.changes.get("email", account.email),
                 item.changes.get("phone", account.phone),
