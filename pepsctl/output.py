@@ -15,21 +15,28 @@ Formats (``--format``):
     lists as ``a, b``. Nothing is truncated: long cells fold.
 
 ``json``
-    Raw data, streamed: ``[``, each object as it comes, ``]`` (the bytes are exactly those of
-    ``json.dumps(list, indent=2, ensure_ascii=False)``); one object with ``single=True``. Keys are
+    Raw data, streamed: ``[``, the objects in batches (see below), ``]`` (the bytes are exactly those
+    of ``json.dumps(list, indent=2, ensure_ascii=False)``); one object with ``single=True``. Keys are
     the column keys (every key of each record when no columns are given). Datetimes are ISO 8601
     with their offset (naive ones are taken as UTC), dates ISO, enums their value, sets sorted lists.
     ``json.dumps`` escapes C0 controls; DEL, C1 and the bidi/separator characters above are escaped
     too (``\\u009b``…), which is the same JSON data but cannot drive a terminal.
 
 ``csv``
-    A header row of column keys, then one row per record, streamed; ``,`` delimiter and ``\\n`` line
-    terminator (RFC 4180 quoting otherwise: cells holding the delimiter, ``"``, CR or LF are quoted).
-    Without columns the header is the first record's keys. ``None`` is empty, booleans
+    A header row of column keys, then one row per record, streamed in batches; ``,`` delimiter and
+    ``\\n`` line terminator (RFC 4180 quoting otherwise: cells holding the delimiter, ``"``, CR or LF
+    are quoted). Without columns the header is the first record's keys. ``None`` is empty, booleans
     ``true``/``false``, datetimes ISO 8601, lists joined with ``|``. Every text cell is
     spreadsheet-neutralised (see :func:`neutralise`); numbers are not (``-5`` cannot carry a
     formula). Cells are data: they are not escaped for a terminal. :func:`write_csv` writes a file
     for spreadsheets: mode 0600, UTF-8 with a BOM (French Excel), delimiter chosen by the caller.
+
+JSON and CSV are written in batches of records: the first record alone (output starts at once, even
+from a slow source), then 2, 4, … up to :data:`BATCH_ROWS` records per write. Flat records (every
+value a scalar: text, number, boolean, ``None``, datetime, date, enum…) take a fast path: one C
+encoder call per batch for JSON, a converter per value type for CSV. It writes exactly the bytes of
+the general path (every value through :func:`_jsonable` or :func:`_csv_cell`, one ``json.dumps``
+per record), which a batch holding any other record takes.
 
 Messages (:func:`info`, :func:`warn`, :func:`success`, :func:`error`) and :func:`progress` go to
 stderr as plain text.
@@ -43,12 +50,15 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import Enum
+from itertools import chain, islice
+from operator import attrgetter, itemgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 
 from pepsctl.csvsafe import neutralise, unneutralise
@@ -317,6 +327,65 @@ def _project(record: Mapping[str, Any], cols: list[Column] | None) -> dict[str, 
     return {column.key: record.get(column.key) for column in cols}
 
 
+# ---- batches and flat records
+
+# The most records written at once; the first batch holds one record, each next one twice as many.
+BATCH_ROWS = 1000
+
+
+def _batches(rows: Iterable[Any]) -> Iterator[list[Any]]:
+    iterator = iter(rows)
+    size = 1
+    while batch := list(islice(iterator, size)):
+        yield batch
+        size = min(2 * size, BATCH_ROWS)
+
+
+def _record_getter(kind: type, keys: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]] | None:
+    """A C-level getter of the ``keys`` of a record of type ``kind``, giving what ``_as_mapping(record).get``
+    gives, or None when ``kind`` needs :func:`_as_mapping`."""
+    getter: Callable[[Any], Any]
+    if kind is dict:
+        getter = itemgetter(*keys)  # a missing key raises KeyError: see _batch_values
+    elif (
+        dataclasses.is_dataclass(kind)
+        and not issubclass(kind, Mapping | type)
+        and getattr(kind, "__dictoffset__", None) == 0  # slots only: no instance attribute shadows the class
+        and getattr(kind, "model_dump", None) is None
+        and not hasattr(kind, "__getattr__")
+        and kind.__getattribute__ is object.__getattribute__
+    ):
+        names = tuple(field.name for field in dataclasses.fields(kind))
+        if not names or not set(keys) <= set(names):
+            return None
+        if keys == names:
+            getter = attrgetter(*names)
+        else:  # every field is read, as _as_mapping does (an unset one fails the same way)
+            fetch, pick = attrgetter(*names), itemgetter(*(names.index(key) for key in keys))
+            if len(names) == 1:
+                return lambda record: (fetch(record),) * len(keys)
+            getter = lambda record: pick(fetch(record))  # noqa: E731
+    else:
+        return None
+    if len(keys) == 1:
+        return lambda record: (getter(record),)
+    return getter
+
+
+def _batch_values(records: list[Any], keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """For each record, the values of ``keys``: ``_as_mapping(record).get(key)`` for each key."""
+    key_tuple = tuple(keys)
+    kinds = set(map(type, records))
+    if len(kinds) == 1 and key_tuple:
+        getter = _record_getter(kinds.pop(), key_tuple)
+        if getter is not None:
+            try:
+                return list(map(getter, records))
+            except KeyError:  # a dict without some key: .get gives None
+                pass
+    return [tuple(map(_as_mapping(record).get, key_tuple)) for record in records]
+
+
 # ---- JSON
 
 
@@ -324,17 +393,115 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2).translate(_JSON_ESCAPES)
 
 
-def _render_json(rows: Iterable[Any], cols: list[Column] | None, out: TextIO, *, single: bool) -> None:
+def _json_object(record: Any, cols: list[Column] | None) -> str:
+    """One record as ``json.dumps(indent=2)`` writes it, escaped: the general path, for any record."""
+    return _json_dumps(_jsonable(_project(_as_mapping(record), cols)))
+
+
+def _json_general_rows(records: Iterable[Any], cols: list[Column] | None, out: TextIO, first: bool) -> bool:
+    """Write ``records`` as items of the JSON list, one by one; return whether none was written yet."""
+    for record in records:
+        out.write("[\n  " if first else ",\n  ")
+        out.write(_json_object(record, cols).replace("\n", "\n  "))
+        first = False
+    return first
+
+
+def _render_json_general(rows: Iterable[Any], cols: list[Column] | None, out: TextIO, *, single: bool) -> None:
+    """The general path, record by record: the reference whose bytes the fast path reproduces (tests)."""
     if single:
         (record,) = rows
-        out.write(_json_dumps(_jsonable(_project(_as_mapping(record), cols))) + "\n")
+        out.write(_json_object(record, cols) + "\n")
+        return
+    first = _json_general_rows(rows, cols, out, True)
+    out.write("[]\n" if first else "\n]\n")
+
+
+class _NotFlat(Exception):
+    """A value that is not a scalar in JSON: the record goes by the general path."""
+
+
+def _flat_default(value: Any) -> Any:
+    """The JSON encoder's hook for what it cannot write itself (datetimes, enums…): the scalar of _jsonable."""
+    if type(value) is datetime:
+        return _aware(value).isoformat()  # what _jsonable gives, sooner
+    converted = _jsonable(value)
+    if isinstance(converted, list | dict):
+        raise _NotFlat
+    return converted
+
+
+# The C encoder (no ``indent``) writes a list of scalars with a raw newline between two values and
+# nowhere else: strings escape theirs.
+_VALUES_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=("\n", ": "), default=_flat_default)
+_JSON_ESCAPE_PATTERN = re.compile("[" + "".join(re.escape(chr(code)) for code in _JSON_ESCAPES) + "]")
+# Containers the encoder writes itself, on one line: a record holding one goes by the general path.
+_JSON_CONTAINERS = (list, tuple, dict)
+
+
+def _flat_keys(cols: list[Column] | None) -> tuple[str, ...] | None:
+    return tuple(column.key for column in cols) if cols is not None else None
+
+
+def _json_template(keys: tuple[str, ...], margin: str) -> str:
+    """A flat object of ``keys`` as ``json.dumps(indent=2)`` lays it out, indented by ``margin``, with a
+    ``%s`` for each value."""
+    inner = "\n" + margin + "  "
+    fields = ("," + inner).join(_json_dumps(key).replace("%", "%%") + ": %s" for key in keys)
+    return margin + "{" + inner + fields + "\n" + margin + "}"
+
+
+def _json_flat(records: list[Any], keys: tuple[str, ...] | None, margin: str) -> str | None:
+    """``records`` as objects indented by ``margin`` and joined by ``,\\n``, exactly as the general path
+    writes them, or None when they are not flat records of the same keys (then the caller takes the
+    general path).
+
+    The values of all the records are encoded by one call of the C encoder, then set in a template of
+    the objects' layout (keys encoded once).
+    """
+    try:
+        rows: list[Any]
+        if keys is None:
+            if set(map(type, records)) != {dict}:
+                return None  # other mappings, or records to convert
+            key_sets = set(map(tuple, records))
+            if len(key_sets) != 1:
+                return None  # records of different keys
+            (keys,) = key_sets
+            rows = list(map(dict.values, records))
+        else:
+            rows = _batch_values(records, keys)
+        if not keys or len(set(keys)) != len(keys) or any(type(key) is not str for key in keys):
+            return None  # {}, a key written once for two columns, keys that str() converts
+        values = list(chain.from_iterable(rows))
+        if any(issubclass(kind, _JSON_CONTAINERS) for kind in set(map(type, values))):
+            return None
+        encoded = _VALUES_ENCODER.encode(values)
+    except Exception:  # _NotFlat, a non-finite float, a record that fails: the general path decides
+        return None
+    if ("\x7f" in encoded or not encoded.isascii()) and _JSON_ESCAPE_PATTERN.search(encoded):  # DEL is ASCII
+        encoded = encoded.translate(_JSON_ESCAPES)
+    parts = encoded[1:-1].split("\n")
+    if len(parts) != len(values):  # pragma: no cover - cannot happen: every raw newline is a separator
+        return None
+    return ",\n".join([_json_template(keys, margin)] * len(rows)) % tuple(parts)
+
+
+def _render_json(rows: Iterable[Any], cols: list[Column] | None, out: TextIO, *, single: bool) -> None:
+    keys = _flat_keys(cols)
+    if single:
+        (record,) = rows
+        text = _json_flat([record], keys, "")
+        out.write((text if text is not None else _json_object(record, cols)) + "\n")
         return
     first = True
-    for record in rows:
-        text = _json_dumps(_jsonable(_project(_as_mapping(record), cols)))
-        out.write("[\n  " if first else ",\n  ")
-        out.write(text.replace("\n", "\n  "))
-        first = False
+    for batch in _batches(rows):
+        text = _json_flat(batch, keys, "  ")
+        if text is None:
+            first = _json_general_rows(batch, cols, out, first)
+        else:
+            out.write(("[\n" if first else ",\n") + text)
+            first = False
     out.write("[]\n" if first else "\n]\n")
 
 
@@ -354,10 +521,15 @@ def _csv_line(fields: Sequence[str], delimiter: str) -> str:
     return delimiter.join(cells) + "\n"
 
 
-def _write_csv_rows(out: IO[str], rows: Iterable[Any], cols: list[Column] | None, *, delimiter: str) -> int:
-    """Stream CSV: header of column keys (the first record's keys when no columns), then rows."""
+def _check_delimiter(delimiter: str) -> None:
     if len(delimiter) != 1 or delimiter in '"\r\n':
         raise ValueError(f"bad CSV delimiter {delimiter!r}")
+
+
+def _write_csv_rows_general(out: IO[str], rows: Iterable[Any], cols: list[Column] | None, *, delimiter: str) -> int:
+    """The general path, record by record: the reference whose bytes :func:`_write_csv_rows` reproduces
+    (tests)."""
+    _check_delimiter(delimiter)
     keys: list[str] | None = [column.key for column in cols] if cols is not None else None
     if keys is not None:
         out.write(_csv_line([neutralise(key) for key in keys], delimiter))
@@ -370,6 +542,75 @@ def _write_csv_rows(out: IO[str], rows: Iterable[Any], cols: list[Column] | None
         out.write(_csv_line([_csv_cell(record.get(key)) for key in keys], delimiter))
         count += 1
     return count
+
+
+def _write_csv_rows(out: IO[str], rows: Iterable[Any], cols: list[Column] | None, *, delimiter: str) -> int:
+    """Stream CSV: header of column keys (the first record's keys when no columns), then rows, in batches."""
+    _check_delimiter(delimiter)
+    keys: list[str] | None = [column.key for column in cols] if cols is not None else None
+    if keys is not None:
+        out.write(_csv_line([neutralise(key) for key in keys], delimiter))
+    count = 0
+    for batch in _batches(rows):
+        if keys is None:
+            keys = [str(key) for key in _as_mapping(batch[0])]
+            out.write(_csv_line([neutralise(key) for key in keys], delimiter))
+        try:
+            text = _csv_lines(batch, keys, delimiter)
+        except Exception:  # a record the fast path cannot take: the general path fails (or not) on its own
+            _csv_general_rows(out, batch, keys, delimiter)
+        else:
+            out.write(text)
+        count += len(batch)
+    return count
+
+
+def _csv_general_rows(out: IO[str], records: Iterable[Any], keys: Sequence[str], delimiter: str) -> None:
+    for raw in records:
+        record = _as_mapping(raw)
+        out.write(_csv_line([_csv_cell(record.get(key)) for key in keys], delimiter))
+
+
+# The CSV cell of a value of exactly these types, as _csv_cell makes it (str is handled inline).
+_CSV_CELLS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda value: "",
+    bool: lambda value: "true" if value else "false",
+    int: str,
+    float: str,
+    datetime: lambda value: neutralise(_aware(value).isoformat()),
+    date: lambda value: neutralise(value.isoformat()),
+}
+# A text can need neutralising only when it starts with one of these (see pepsctl.csvsafe).
+_NEUTRALISABLE_STARTS = frozenset("=+-@\t\r\n'")
+
+
+def _csv_lines(records: list[Any], keys: Sequence[str], delimiter: str) -> str:
+    """The CSV lines of ``records``, exactly as :func:`_csv_general_rows` writes them."""
+    width = len(keys)
+    cells_of = _CSV_CELLS
+    lines = []
+    for values in _batch_values(records, keys):
+        cells = [
+            (neutralise(value) if value[:1] in _NEUTRALISABLE_STARTS else value)
+            if type(value) is str
+            else cells_of.get(type(value), _csv_cell)(value)
+            for value in values
+        ]
+        line = delimiter.join(cells)
+        if not line:
+            lines.append(_csv_line(cells, delimiter))  # the lone empty cell
+        elif '"' in line or "\n" in line or "\r" in line or line.count(delimiter) != width - 1:
+            # quoting needed: what _csv_line does, without its call
+            quoted = [
+                '"' + cell.replace('"', '""') + '"'
+                if delimiter in cell or '"' in cell or "\n" in cell or "\r" in cell
+                else cell
+                for cell in cells
+            ]
+            lines.append(delimiter.join(quoted) + "\n")
+        else:
+            lines.append(line + "\n")
+    return "".join(lines)
 
 
 def write_csv(

@@ -5,14 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
-from enum import Enum
+from enum import Enum, IntEnum, StrEnum
 from pathlib import Path
+from typing import NamedTuple
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -494,3 +499,250 @@ def test_importing_output_does_not_import_rich() -> None:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.stdout.strip() == "[]"
+
+
+# ---- the fast path for flat records: the bytes of the general path, in batches
+
+
+class Level(IntEnum):
+    LOW = 1
+
+
+class Kind(StrEnum):
+    FORMULA = "=1+1"
+
+
+class Pair(Enum):
+    BOTH = (1, 2)  # its value is a list in JSON: not flat
+
+
+@dataclass(frozen=True, slots=True)
+class Flat:
+    """Like the domain's views (frozen, slots)."""
+
+    a: object
+    b: object
+    c: object
+
+
+@dataclass
+class Loose:
+    a: object
+    b: object
+
+
+class Named(NamedTuple):
+    a: object
+    c: object
+
+
+KEY_POOL = ["a", "b", "c", 'q"uote', "per%cent", "bidi\u202e", "x,y", "=formula", "é"]
+TRICKY = "=+-@'\t\r\n\",;%\\aZ0 éÉ—\x00\x1b\x7f\x85\x9b\u00a0\u202a\u202e\u2028\u2029\u2066\u2069\U0001f600"
+OFFSETS = st.builds(timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)))
+FLAT = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=TRICKY, max_size=8),
+    st.text(max_size=8),
+    st.datetimes(timezones=st.one_of(st.none(), st.just(UTC), OFFSETS)),
+    st.dates(),
+    st.times(),
+    st.sampled_from([*Status, *Level, *Kind]),
+    st.decimals(),
+)
+ANY = st.one_of(
+    FLAT,
+    st.floats(),  # NaN and infinities
+    st.lists(st.integers(), max_size=2),
+    st.tuples(st.text(alphabet=TRICKY, max_size=3)),
+    st.frozensets(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(KEY_POOL), st.integers(), max_size=2),
+    st.just(Pair.BOTH),
+    st.builds(Loose, FLAT, FLAT),
+)
+
+
+def _reference(records: object, fmt: str, columns: object = None, *, single: bool = False, delimiter: str = ",") -> str:
+    """The general path, record by record: the output as it was before the fast path."""
+    buffer = io.StringIO()
+    cols = output._columns(columns)  # type: ignore[arg-type]
+    rows = [output._single_record(records)] if single else records
+    if fmt == "json":
+        output._render_json_general(rows, cols, buffer, single=single)  # type: ignore[arg-type]
+    else:
+        output._write_csv_rows_general(buffer, rows, cols, delimiter=delimiter)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _fast(records: object, fmt: str, columns: object = None, *, single: bool = False, delimiter: str = ",") -> str:
+    if fmt == "csv" and not single:
+        buffer = io.StringIO()
+        output._write_csv_rows(buffer, records, output._columns(columns), delimiter=delimiter)  # type: ignore[arg-type]
+        return buffer.getvalue()
+    return _render(records, fmt, columns=columns, single=single)
+
+
+@contextmanager
+def _general_path_forbidden() -> Iterator[None]:
+    """Fail when a record goes by the general path (the fallback of the fast one)."""
+    with (
+        mock.patch.object(output, "_json_general_rows", side_effect=AssertionError("general JSON path taken")),
+        mock.patch.object(output, "_json_object", side_effect=AssertionError("general JSON path taken")),
+        mock.patch.object(output, "_csv_general_rows", side_effect=AssertionError("general CSV path taken")),
+    ):
+        yield
+
+
+@given(
+    keys=st.lists(st.sampled_from(KEY_POOL), min_size=1, max_size=5, unique=True),
+    shape=st.sampled_from(["dicts", "sparse dicts", "views", "no columns"]),
+    delimiter=st.sampled_from([",", ";", "\t", "%"]),
+    data=st.data(),
+)
+def test_flat_records_take_the_fast_path_with_the_bytes_of_the_general_one(
+    keys: list[str], shape: str, delimiter: str, data: st.DataObject
+) -> None:
+    columns: list[str] | None = keys
+    rows = st.lists
+    same_keys = st.tuples(*[FLAT] * len(keys)).map(lambda values: dict(zip(keys, values, strict=True)))
+    if shape == "dicts":
+        records = data.draw(rows(same_keys, max_size=12))
+    elif shape == "sparse dicts":  # missing keys are None; an empty record too
+        records = data.draw(rows(st.dictionaries(st.sampled_from(KEY_POOL), FLAT), max_size=12))
+    elif shape == "views":
+        records = data.draw(rows(st.builds(Flat, FLAT, FLAT, FLAT), max_size=12))
+    else:  # every record has the same keys, in the same order
+        columns = None
+        records = data.draw(rows(same_keys, max_size=12))
+
+    for fmt in FORMATS[1:]:
+        expected = _reference(records, fmt, columns, delimiter=delimiter)
+        with _general_path_forbidden():
+            assert _fast(records, fmt, columns, delimiter=delimiter) == expected
+    if records:
+        for fmt in FORMATS[1:]:
+            expected = _reference(records[0], fmt, columns, single=True)
+            with _general_path_forbidden():
+                assert _fast(records[0], fmt, columns, single=True) == expected
+
+
+@given(
+    records=st.lists(
+        st.one_of(
+            st.dictionaries(st.sampled_from(KEY_POOL), ANY, max_size=5),
+            st.dictionaries(st.sampled_from(KEY_POOL), FLAT, max_size=5),
+            st.builds(Flat, ANY, ANY, ANY),
+            st.builds(Loose, ANY, ANY),
+            st.builds(Named, FLAT, ANY),
+        ),
+        max_size=12,
+    ),
+    columns=st.one_of(st.none(), st.lists(st.sampled_from(KEY_POOL), max_size=5)),  # duplicates too
+    delimiter=st.sampled_from([",", ";"]),
+)
+def test_any_records_give_the_bytes_of_the_general_path(
+    records: list[object], columns: list[str] | None, delimiter: str
+) -> None:
+    for fmt in FORMATS[1:]:
+        expected = _reference(records, fmt, columns, delimiter=delimiter)
+        assert _fast(records, fmt, columns, delimiter=delimiter) == expected
+    if records:
+        for fmt in FORMATS[1:]:
+            assert _fast(records[0], fmt, columns, single=True) == _reference(records[0], fmt, columns, single=True)
+
+
+@pytest.mark.parametrize(
+    "code", [*range(0x00, 0x20), *range(0x7F, 0xA1), 0x2028, 0x2029, *range(0x2029, 0x2030), *range(0x2065, 0x206B)]
+)
+def test_the_fast_path_escapes_each_control_as_the_general_one(code: int) -> None:
+    columns = ["v", chr(code)]
+    records = [{"v": f"a{chr(code)}b", chr(code): 1}, {"v": "plain", chr(code): 2}]
+    for fmt in FORMATS[1:]:
+        expected, expected_single = _reference(records, fmt, columns), _reference(records[0], fmt, columns, single=True)
+        with _general_path_forbidden():
+            assert _fast(records, fmt, columns) == expected
+            assert _fast(records[0], fmt, columns, single=True) == expected_single
+
+
+@dataclass(frozen=True, slots=True)
+class Solo:
+    a: object
+
+
+@dataclass(slots=True)
+class Unset:
+    a: object
+    b: object = field(init=False)
+
+
+@pytest.mark.parametrize("columns", [["a"], ["a", "a"], ["a", "b"], ["b"], None])
+def test_views_of_one_field_and_unset_fields_behave_as_in_the_general_path(columns: list[str] | None) -> None:
+    solos = [Solo(n) for n in range(5)]
+    for fmt in FORMATS[1:]:
+        assert _fast(solos, fmt, columns) == _reference(solos, fmt, columns)
+    unset = [Unset(1)]
+    for fmt in FORMATS[1:]:
+        with pytest.raises(AttributeError):
+            _reference(unset, fmt, columns)
+        with pytest.raises(AttributeError):
+            _fast(unset, fmt, columns)
+
+
+def test_a_record_that_is_not_flat_takes_the_general_path_for_its_batch_only() -> None:
+    records: list[dict[str, object]] = [{"n": n, "at": MOMENT, "v": "=x"} for n in range(3000)]
+    records[1500] = {"n": 1500, "at": MOMENT, "v": ["a", "b"]}
+    records[2500] = {"n": 2500, "at": MOMENT, "v": math.nan}
+    for fmt in FORMATS[1:]:
+        assert _render(records, fmt) == _reference(records, fmt)
+        assert _render(records, fmt, columns=["v", "n"]) == _reference(records, fmt, ["v", "n"])
+    data = json.loads(_render(records, "json"))
+    assert data[1500]["v"] == ["a", "b"]
+    assert data[2500]["v"] is None
+    assert data[0] == {"n": 0, "at": "2024-03-05T14:07:09+00:00", "v": "=x"}
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_large_output_is_written_in_batches(fmt: str) -> None:
+    records = [Flat(n, f"Agent {n} — Démoville", MOMENT) for n in range(5000)]
+    out = _Writes()
+    render(records, fmt, columns=["a", "b", "c"], file=out)
+
+    assert out.getvalue() == _reference(records, fmt, ["a", "b", "c"])
+    assert 5 < len(out.writes) < 25  # batches: neither the whole output at once nor a write per record
+    rows_per_write = [text.count('"a": ') if fmt == "json" else text.count("\n") for text in out.writes]
+    assert max(rows_per_write) == output.BATCH_ROWS
+    assert rows_per_write[:3] == [1, 2, 4] if fmt == "json" else [1, 1, 2]  # the first record at once (CSV: header)
+    assert sum(rows_per_write) == 5000 + (fmt == "csv")
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_records_from_a_slow_source_are_written_batch_by_batch(fmt: str) -> None:
+    buffer = io.StringIO()
+    seen: dict[int, str] = {}
+
+    def records() -> Iterator[dict[str, int]]:
+        for number in range(3000):
+            seen[number] = buffer.getvalue()
+            yield {"n": number}
+
+    render(records(), fmt, file=buffer)
+    marker = '"n": ' if fmt == "json" else "\n"
+    written = {number: text.count(marker) for number, text in seen.items()}
+    assert written[1] >= 1  # the first record before the second is made
+    assert 2500 - 2 * output.BATCH_ROWS <= written[2500] < 2500  # while the source runs
+    assert buffer.getvalue() == _reference([{"n": number} for number in range(3000)], fmt)
