@@ -31,19 +31,15 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.measure import run_child as measure_child  # noqa: E402 - after the path is set
+
 
 def run_child(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, int, float, float]:
     """Wall time, exit code, peak RSS (MB) and CPU time of one run, stdout to ``out`` (``> findings.json``)."""
-    err = out.with_suffix(".err")
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-    child.returncode = code = os.waitstatus_to_exitcode(status)
+    wall, code, peak_mb, cpu, err = measure_child(cmd, env, out)
     if code not in (0, 1):  # 1: the audit found something to fix, as expected
-        raise SystemExit(f"{' '.join(cmd[2:])} failed with {code}:\n{err.read_text()[-2000:]}")
-    return wall, code, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        raise SystemExit(f"{' '.join(cmd[2:])} failed with {code}:\n{err[-2000:]}")
+    return wall, code, peak_mb, cpu
 
 
 def timed_command(cmd: list[str], env: dict[str, str], runs: int, out: Path) -> dict:

@@ -2,15 +2,16 @@
 
     python benchmarks/bench_phones.py --rows 300000 [--store postgresql://postgres@127.0.0.1:5432/pepsctl_bench]
 
-The floor is what parsing, validating and typing every number with phonenumbers costs alone
-(one parse per row, no cache): the import must stay within 1.5 × that floor.
+The floor, measured in the same run, is the standard library's csv reading the file, plus phonenumbers
+parsing, validating, typing and formatting every number once (no cache), plus the driver writing every
+row through a temporary table and one ``UPDATE … FROM`` (rolled back): the import must stay within
+1.5 × that floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.measure import run_child  # noqa: E402 - after the path is set
 
 WRITINGS = ("06 {a} {b} {c} {d}", "+33 6 {a} {b} {c} {d}", "06.{a}.{b}.{c}.{d}", "00336{a}{b}{c}{d}", "06{a}{b}{c}{d}")
 
@@ -33,7 +36,8 @@ def phone_text(i: int) -> str:
     return WRITINGS[i % len(WRITINGS)].format(a=a, b=b, c=c, d=d)
 
 
-def floor_seconds(texts: list[str]) -> float:
+def parse_seconds(texts: list[str]) -> float:
+    """phonenumbers alone: parse, validate, type and format every row once (no cache)."""
     import phonenumbers
 
     start = time.perf_counter()
@@ -43,6 +47,53 @@ def floor_seconds(texts: list[str]) -> float:
         phonenumbers.number_type(number)
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return time.perf_counter() - start
+
+
+def csv_seconds(path: Path) -> float:
+    """The standard library reading the file: decode and split every row."""
+    import csv
+
+    start = time.perf_counter()
+    with path.open(encoding="cp1252", newline="") as handle:
+        for _row in csv.reader(handle, delimiter=";"):
+            pass
+    return time.perf_counter() - start
+
+
+def update_seconds(store: str, identifiers: list[str], texts: list[str]) -> float:
+    """The driver alone writing every row: a temporary table and one ``UPDATE … FROM``, rolled back after."""
+    rows = [
+        (identifier, "+33" + "".join(ch for ch in text if ch.isdigit())[-9:])
+        for identifier, text in zip(identifiers, texts, strict=True)
+    ]
+    if store.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(store.replace("postgresql+psycopg", "postgresql")) as connection:
+            start = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TEMPORARY TABLE floor_phone (identifier text PRIMARY KEY, phone text)")
+                with cursor.copy("COPY floor_phone (identifier, phone) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(
+                    "UPDATE account SET phone = f.phone FROM floor_phone f WHERE account.identifier = f.identifier"
+                )
+            elapsed = time.perf_counter() - start
+            connection.rollback()
+        return elapsed
+    import sqlite3
+
+    connection = sqlite3.connect(store.removeprefix("sqlite:///"), isolation_level=None)
+    start = time.perf_counter()
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("CREATE TEMPORARY TABLE floor_phone (identifier TEXT PRIMARY KEY, phone TEXT)")
+    connection.executemany("INSERT INTO floor_phone VALUES (?, ?)", rows)
+    connection.execute("UPDATE account SET phone = f.phone FROM floor_phone f WHERE account.identifier = f.identifier")
+    elapsed = time.perf_counter() - start
+    connection.execute("ROLLBACK")
+    connection.close()
+    return elapsed
 
 
 def main() -> None:
@@ -94,46 +145,31 @@ def main() -> None:
         for identifier, phone in zip(identifiers, texts, strict=True):
             handle.write(f"{identifier};{phone}\r\n")
 
-    floor = floor_seconds(texts)
-    start = time.perf_counter()
-    done = subprocess.run(
-        [
-            *pepsctl,
-            "phones",
-            "import",
-            str(csv_path),
-            "--yes",
-            "--quiet",
-            "--allow-shared",
-            "--report",
-            str(tmp / "r.csv"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if done.returncode != 0:
-        print(done.stderr[-2000:])
-        print((tmp / "r.csv").read_text()[:1500])
-        raise SystemExit(done.returncode)
-    start = time.perf_counter()
-    again = subprocess.run(
-        [*pepsctl, "phones", "import", str(csv_path), "--yes", "--quiet", "--allow-shared"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    second = time.perf_counter() - start
+    # The floor, measured in the same run (the issue's definition): the standard library reading the
+    # file, phonenumbers on every row, and the driver writing every row in one temporary-table update.
+    parts = {
+        "csv": csv_seconds(csv_path),
+        "phonenumbers": parse_seconds(texts),
+        "update": update_seconds(env["PEPSCTL_STORE"], identifiers, texts),
+    }
+    floor = sum(parts.values())
+    report = tmp / "r.csv"
+    command = [*pepsctl, "phones", "import", str(csv_path), "--yes", "--quiet", "--allow-shared"]
+    wall, code, peak_mb, cpu, err = run_child([*command, "--report", str(report)], env, tmp / "out.txt")
+    if code != 0:
+        print(err[-2000:])
+        print(report.read_text()[:1500] if report.exists() else "")
+        raise SystemExit(code)
+    second, code2, _peak2, _cpu2, err2 = run_child(command, env, tmp / "out2.txt")
+    if code2 != 0:
+        raise SystemExit(err2[-2000:])
     dialect = parse_store_url(env["PEPSCTL_STORE"]).dialect
     print(f"store: {dialect}, rows: {len(identifiers)}, python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    print(f"phonenumbers floor: {floor:.2f} s")
-    print(f"phones import: {wall:.2f} s ({wall / floor:.2f} x floor), peak RSS {peak_mb:.0f} MB")
+    print(f"floor: {floor:.2f} s ({', '.join(f'{k} {v:.2f} s' for k, v in parts.items())})")
+    print(f"phones import: {wall:.2f} s ({wall / floor:.2f} x floor), CPU {cpu:.2f} s, peak RSS {peak_mb:.0f} MB")
     print(f"same file again (no-op): {second:.2f} s")
-    print(done.stderr.strip().splitlines()[-1])
-    print(again.stderr.strip().splitlines()[-1])
+    print(err.strip().splitlines()[-1])
+    print(err2.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

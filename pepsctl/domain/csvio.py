@@ -229,22 +229,24 @@ def parse(
     rows: list[Row] = []
     nir_columns: set[int] = set()
     used = set(index.values())
+    unused = [i for i in range(len(headers)) if i not in used]  # where a NIR may hide
+    places = list(index.items())
     try:
         for cells in reader:
             line = reader.line_num
-            if not any(cell.strip() for cell in cells):
+            if not "".join(cells).strip():
                 continue
-            if any(len(cell) > MAX_FIELD for cell in cells):
+            if max(map(len, cells)) > MAX_FIELD:
                 raise InvalidInput(
                     _("Line {line}: a cell is longer than {n} characters.").format(line=line, n=MAX_FIELD),
                     field="file",
                 )
-            values = {}
-            for name, position in index.items():
-                cell = cells[position] if position < len(cells) else ""
-                values[name] = unneutralise(cell).strip()
-            for i, cell in enumerate(cells):
-                if i not in used and 12 < len(cell) < 22 and _NIR_VALUE.match("".join(cell.split())):
+            width = len(cells)
+            values = {
+                name: unneutralise(cells[position]).strip() if position < width else "" for name, position in places
+            }
+            for i in unused if width <= len(headers) else [*unused, *range(len(headers), width)]:
+                if i < width and 12 < len(cells[i]) < 22 and _NIR_VALUE.match("".join(cells[i].split())):
                     nir_columns.add(i)
             rows.append(Row(line=line, values=values, cells=tuple(cells)))
     except csv.Error as error:

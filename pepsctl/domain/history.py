@@ -8,11 +8,11 @@ Phones in before/after are masked when recorded: full numbers never reach the hi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -31,8 +31,9 @@ ANCHOR_KEY = "history_anchor"  # "purged:hash": where the chain starts after a r
 PHONE_KEYS = frozenset({"phone", "old_phone", "new_phone"})
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
+    """One event to append (a named tuple: a bulk import builds hundreds of thousands of them)."""
+
     action: str
     target: str | None = None
     establishment: str | None = None
@@ -51,7 +52,10 @@ def _masked(values: Mapping[str, Any] | None) -> str | None:
         return None
     if len(values) == 1 and "phone" in values:  # the bulk case: one masked phone
         phone = values["phone"]
-        return _ENCODER.encode({"phone": mask_phone(phone) if isinstance(phone, str) else phone})
+        if phone is None:
+            return '{"phone":null}'
+        if isinstance(phone, str):  # what _ENCODER gives for this one key, without its generic walk
+            return '{"phone":' + _encode_text(mask_phone(phone)) + "}"
     clean = {
         key: (mask_phone(value) if key in PHONE_KEYS and isinstance(value, str) else value)
         for key, value in values.items()
@@ -60,6 +64,7 @@ def _masked(values: Mapping[str, Any] | None) -> str | None:
 
 
 _LIST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode_text = json.encoder.encode_basestring  # a str as JSON with ensure_ascii=False (the C version)
 
 
 def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
@@ -69,7 +74,8 @@ def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
 
 
 def _hash(prev_hash: str, at_text: str, row: Mapping[str, Any]) -> str:
-    canonical = _LIST_ENCODER.encode(
+    return _hash_fields(
+        prev_hash,
         [
             at_text,
             row["actor"],
@@ -80,9 +86,33 @@ def _hash(prev_hash: str, at_text: str, row: Mapping[str, Any]) -> str:
             row["batch_id"],
             row["before"],
             row["after"],
-        ]
+        ],
     )
-    return sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+
+
+def _hash_fields(prev_hash: str, fields: list[Any]) -> str:
+    """``fields``: the event's time as text, actor, establishment, delegation, action, target, batch, before, after."""
+    return sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
+
+
+def canonical(fields: list[Any]) -> str:
+    """``fields`` as a compact JSON list, exactly as ``_LIST_ENCODER`` writes it (a property test checks it).
+
+    Event fields are text, integers or None: written directly, that is three times faster than the
+    encoder's generic walk, which a 300,000-row import would run 300,000 times.
+    """
+    parts = []
+    for value in fields:
+        kind = value.__class__
+        if kind is str:
+            parts.append(_encode_text(value))
+        elif value is None:
+            parts.append("null")
+        elif kind is int:
+            parts.append(int.__repr__(value))
+        else:
+            return _LIST_ENCODER.encode(fields)
+    return "[" + ",".join(parts) + "]"
 
 
 def _read_head(session: Session) -> tuple[int, str]:
@@ -122,8 +152,26 @@ def record(env: Env, action: str, **fields: Any) -> None:
     record_many(env, [NewEvent(action=action, **fields)])
 
 
+_COLUMNS = (
+    "at",
+    "actor",
+    "establishment",
+    "delegation_id",
+    "action",
+    "target",
+    "batch_id",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+)
+
+
 def record_many(env: Env, events: Iterable[NewEvent]) -> int:
-    """Append events in order, chained, with one executemany; returns how many."""
+    """Append events in order, chained, streamed into one insert; returns how many.
+
+    ``events`` may be a generator: a 300,000-row import never holds its events in memory.
+    """
     session = env.session
     lock_history(session.connection())
     count, last = _read_head(session)
@@ -131,27 +179,34 @@ def record_many(env: Env, events: Iterable[NewEvent]) -> int:
     at_text = at.isoformat()
     # The delegation the gate allowed this unit of work through, if any (authz.require sets it).
     delegation_id = env.extras.get("delegation_id")
-    rows = []
-    for event in events:
-        row = {
-            "at": at,
-            "actor": event.actor or env.actor_label,
-            "establishment": event.establishment,
-            "delegation_id": event.delegation_id if event.delegation_id is not None else delegation_id,
-            "action": event.action,
-            "target": event.target,
-            "batch_id": event.batch_id,
-            "before": _masked(event.before),
-            "after": _masked(event.after),
-        }
-        row["prev_hash"] = last
-        row["hash"] = last = _hash(last, at_text, row)
-        rows.append(row)
-    if not rows:
-        return 0
-    queries.bulk_insert(session, AuditEvent, rows)
-    _write_head(session, count + len(rows), last)
-    return len(rows)
+    default_actor = env.actor_label
+    stored_at = queries.stored_stamp(session, at)
+    head = [last]
+
+    def rows() -> Iterator[tuple]:
+        prev = last
+        for event in events:
+            fields = [
+                at_text,
+                event.actor or default_actor,
+                event.establishment,
+                event.delegation_id if event.delegation_id is not None else delegation_id,
+                event.action,
+                event.target,
+                event.batch_id,
+                _masked(event.before),
+                _masked(event.after),
+            ]
+            digest = _hash_fields(prev, fields)
+            fields[0] = stored_at
+            yield (*fields, prev, digest)
+            prev = digest
+        head[0] = prev
+
+    written = queries.insert_rows(session, AuditEvent, _COLUMNS, rows())
+    if written:
+        _write_head(session, count + written, head[0])
+    return written
 
 
 @dataclass(frozen=True, slots=True)

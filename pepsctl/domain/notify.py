@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlmodel import Session, col, update
 
@@ -21,8 +22,9 @@ from pepsctl.i18n import _
 from pepsctl.store.models import OutboxMessage
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One e-mail, SMS or voice call (a named tuple: a bulk import builds one per changed agent)."""
+
     channel: str  # email | sms | voice
     to: str
     body: str
@@ -45,27 +47,16 @@ class OutboxGateway:
 
     name = "outbox"
 
-    def deliver_many(self, session: Session, messages: list[Message]) -> None:
-        """Many messages in one statement stream (bulk imports)."""
+    def deliver_many(self, session: Session, messages: Iterable[Message]) -> None:
+        """Many messages in one statement stream (bulk imports); ``messages`` may be a generator."""
         from pepsctl.store import queries
 
-        now = clock.now()
-        queries.bulk_insert(
+        now = queries.stored_stamp(session, clock.now())
+        queries.insert_rows(
             session,
             OutboxMessage,
-            [
-                {
-                    "channel": m.channel,
-                    "to": m.to,
-                    "subject": m.subject,
-                    "body": m.body,
-                    "code": m.code,
-                    "code_id": m.code_id,
-                    "code_expires_at": m.code_expires_at,
-                    "created_at": now,
-                }
-                for m in messages
-            ],
+            ("channel", "to", "subject", "body", "code", "code_id", "code_expires_at", "created_at"),
+            ((m.channel, m.to, m.subject, m.body, m.code, m.code_id, m.code_expires_at, now) for m in messages),
         )
 
     def deliver(self, session: Session, message: Message) -> None:
@@ -212,13 +203,14 @@ class RefusingGateway:
         return None
 
 
-def deliver_many(session: Session, gateway: Gateway, messages: list[Message]) -> None:
-    """Hand many messages to the gateway at once (the outbox writes them set-based)."""
+def deliver_many(session: Session, gateway: Gateway, messages: Iterable[Message]) -> None:
+    """Hand many messages to the gateway at once (the outbox writes them set-based, streamed)."""
     many = getattr(gateway, "deliver_many", None)
     if many is not None:
         many(session, messages)
         return
     if isinstance(gateway, RoutingGateway):
+        messages = list(messages)
         deliver_many(session, gateway.email, [m for m in messages if m.channel == "email"])
         deliver_many(session, gateway.phone, [m for m in messages if m.channel != "email"])
         return

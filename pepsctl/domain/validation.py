@@ -278,7 +278,7 @@ def _fast_phone(raw: str) -> Phone | None:
     """Plain metropolitan writings without parsing; ``None`` means "ask :func:`_slow_phone`".
 
     Only the candidate number is decided here; its validity and type still come from phonenumbers
-    (``number_type`` on the constructed number, about five times cheaper than ``parse`` + ``format``).
+    (``number_type`` once per three-digit prefix, see :func:`_french_type`).
     Overseas national prefixes and 08 numbers are left to the slow path, and so is every number the slow
     path would refuse, so the two agree on every input this accepts (a hypothesis test checks it).
     """
@@ -291,10 +291,21 @@ def _fast_phone(raw: str) -> Phone | None:
     nsn = match[1]
     if nsn[0] == "8" or _overseas_regions("0" + nsn):
         return None
-    kind = _ACCEPTED_TYPES.get(phonenumbers.number_type(PhoneNumber(country_code=33, national_number=int(nsn))))
+    kind = _ACCEPTED_TYPES.get(_french_type(nsn[:3]))
     if kind is None:
         return None
     return Phone("+33" + nsn, kind, "FR")
+
+
+@functools.cache
+def _french_type(prefix: str) -> int:
+    """phonenumbers' type of every +33 number whose national number starts with ``prefix`` (3 digits).
+
+    The French metadata decides the type of a number outside 8… by its first three digits (every
+    pattern is a prefix followed by ``\\d{n}``); a test checks it against ``number_type`` for every prefix,
+    so a metadata change that breaks this is caught. One ``number_type`` call per prefix instead of per row.
+    """
+    return phonenumbers.number_type(PhoneNumber(country_code=33, national_number=int(prefix + "000000")))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -377,7 +388,18 @@ def mask_phone(e164: str | None) -> str | None:
         return None
     if not e164:
         return ""
+    # Metropolitan numbers, the bulk of a 300,000-row import: ≈ 900 distinct masks, looked up by their
+    # first and last two digits (what _FR_E164_RE keeps) instead of caching every number.
+    if len(e164) == 12 and e164[:3] == "+33" and e164[3] in "12345679" and e164[3:].isdigit() and e164.isascii():
+        key = e164[3] + e164[10:]
+        masked = _FR_MASKS.get(key)
+        if masked is None:
+            masked = _FR_MASKS[key] = _mask_cached(e164)
+        return masked
     return _mask_cached(e164)
+
+
+_FR_MASKS: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -260,14 +260,14 @@ def test_undo_is_one_transaction(cli, applied, monkeypatch):
     from pepsctl.store import queries
 
     before = store_state(cli.store)
-    insert = queries.bulk_insert
+    insert = queries.insert_rows
 
-    def failing_insert(session, model, rows):
+    def failing_insert(session, model, columns, rows):
         if model.__tablename__ == "batch_change":
             raise RuntimeError("connection lost (injected)")
-        return insert(session, model, rows)
+        return insert(session, model, columns, rows)
 
-    monkeypatch.setattr(queries, "bulk_insert", failing_insert)
+    monkeypatch.setattr(queries, "insert_rows", failing_insert)
 
     result = cli("batches", "undo", "1", "--yes")
 

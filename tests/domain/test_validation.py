@@ -384,6 +384,19 @@ def test_fast_path_declines(raw):
     assert v._fast_phone(raw) is None
 
 
+def test_french_type_is_decided_by_the_first_three_digits():
+    """The fast path's premise: outside 8…, phonenumbers types a +33 number by its first three digits."""
+    from phonenumbers import PhoneNumber
+
+    for prefix in (f"{n:03d}" for n in range(100, 1000)):
+        if prefix[0] == "8":
+            continue
+        suffixes = ["000000", "999999", *(f"{(int(prefix) * 7919 + k * 104729) % 10**6:06d}" for k in range(12))]
+        for suffix in suffixes:
+            number = PhoneNumber(country_code=33, national_number=int(prefix + suffix))
+            assert v._french_type(prefix) == phonenumbers.number_type(number), prefix + suffix
+
+
 def test_fast_path_equals_slow_path_on_every_four_digit_prefix():
     accepted = 0
     for head in range(1000, 10_000):
@@ -1053,3 +1066,12 @@ def test_property_other_validators_raise_only_invalid_input(raw):
         attempt(func, raw)
     function, error = attempt(normalize_function, raw)
     assert error is not None or function is None or (0 < len(function) <= 120 and "\x1b" not in function)
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["cheval batterie agrafe", "lenteursdumardimatin", "UNE LONGUE PHRASE CALME", "7391 2846 5017", "éléphants roses"],
+)
+def test_no_composition_rules(password):
+    """A long passphrase of one character class is accepted: no digit, symbol or case is demanded."""
+    validate_password(password)

@@ -121,15 +121,15 @@ def _hanging_child(url: str, frozen_at: datetime, keyring_entry: tuple[str, str,
     service, key, token = keyring_entry
     backend.items[(service, key)] = token
     keyring.set_keyring(backend)
-    insert = queries.bulk_insert
+    insert = queries.insert_rows
 
-    def hang(session, model, rows):
+    def hang(session, model, columns, rows):
         if model.__tablename__ == "batch_change":
             results.put("phones updated, batch not yet recorded")
             time.sleep(TIMEOUT * 3)
-        return insert(session, model, rows)
+        return insert(session, model, columns, rows)
 
-    queries.bulk_insert = hang
+    queries.insert_rows = hang
     CliRunner().invoke(app, ["--store", url, "phones", "import", file, "--yes", "--quiet"])
     results.put("finished")  # pragma: no cover - only when the parent did not kill it
 
