@@ -16,10 +16,35 @@ PROGRESS_THRESHOLD = 5000
 SkipInvalidOpt = Annotated[
     bool, typer.Option("--skip-invalid", help=_("Apply the valid rows even if some are invalid."))
 ]
+
+
+def _writable_report(value: Path | None) -> Path | None:
+    """Refuse a --report path that cannot be written before the import runs, not after it applied."""
+    import os
+
+    if value is None or str(value) == "-":
+        return value
+    if value.is_dir():
+        raise typer.BadParameter(_("{path} is a directory.").format(path=value))
+    if value.exists():
+        writable = os.access(value, os.W_OK)
+    else:
+        folder = value.parent
+        if not folder.is_dir():
+            raise typer.BadParameter(_("the folder {path} does not exist.").format(path=folder))
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    if not writable:
+        raise typer.BadParameter(_("{path} cannot be written (permission denied).").format(path=value))
+    return value
+
+
 ReportOpt = Annotated[
     Path | None,
     typer.Option(
-        "--report", help=_("Write the rejected rows, with a 'reason' column, to this CSV."), show_default=False
+        "--report",
+        help=_("Write the rejected rows, with a 'reason' column, to this CSV (checked before the import runs)."),
+        show_default=False,
+        callback=_writable_report,
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help=_("No progress bar."))]

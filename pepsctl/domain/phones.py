@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from pepsctl import clock
 from pepsctl.domain import authz, bulk, csvio, history, lockout, notify, stepup
@@ -133,62 +135,63 @@ def import_file(
     for establishment in scope:
         assert establishment.id is not None
         queries.lock_establishment(env.session, establishment.id)
-    accounts = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+    accounts = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None], names=False)
     by_identifier = {a.identifier: a for a in accounts}
     by_email: dict[str, list] = defaultdict(list)
-    for a in accounts:
-        by_email[a.email.casefold()].append(a)
+    if any(not row.values.get("identifier") for row in source.rows):  # only then match by e-mail
+        for a in accounts:
+            by_email[a.email.casefold()].append(a)
 
     plan: list[bulk.PlanRow] = []
     rejects: list[tuple[csvio.Row, str]] = []
-    updates: dict[int, tuple[csvio.Row, v.Phone]] = {}  # account id -> (row, new phone)
+    updates: dict[int, tuple[csvio.Row, v.Phone, Any]] = {}  # account id -> (row, new phone, account)
     seen: dict[int, int] = {}  # account id -> line
-    done = 0
-    for row in source.rows:
-        done += 1
+    # Only a dry run shows the whole plan; an apply lists its rejected rows (300,000 plan rows less).
+    keep = options.dry_run
+    unchanged = 0
+    match = bulk.match_account
+    add = plan.append
+    for done, row in enumerate(source.rows, start=1):
         if done % 5000 == 0:
             progress(5000)
-        account, reason = bulk.match_account(row, by_identifier, by_email)
+        account, reason = match(row, by_identifier, by_email)
         if account is None:
             rejects.append((row, reason))
-            plan.append(
-                bulk.PlanRow(row.line, row.values.get("identifier") or None, bulk.REJECT, "phone", None, None, reason)
-            )
+            add(bulk.PlanRow(row.line, row.values.get("identifier") or None, bulk.REJECT, "phone", None, None, reason))
             continue
         if account.id in seen:
             reason = _("the account is already on line {line}").format(line=seen[account.id])
             rejects.append((row, reason))
-            plan.append(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", None, None, reason))
+            add(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", None, None, reason))
             continue
         seen[account.id] = row.line
         raw = row.values.get("phone", "")
         if not raw:
-            plan.append(
-                bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone, None)
-            )
+            unchanged += 1
+            if keep:
+                add(bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
             continue
         try:
             phone = _phone(source, raw)
         except InvalidInput as error:
             rejects.append((row, error.message))
-            plan.append(
-                bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, None, error.message)
-            )
+            add(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, None, error.message))
             continue
         if phone.e164 == account.phone and phone.type == account.phone_type:
-            plan.append(
-                bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone, None)
-            )
+            unchanged += 1
+            if keep:
+                add(bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
             continue
-        updates[account.id] = (row, phone)
-        plan.append(bulk.PlanRow(row.line, account.identifier, bulk.UPDATE, "phone", account.phone, phone.e164, None))
-    progress(done % 5000)
+        updates[account.id] = (row, phone, account)
+        if keep:
+            add(bulk.PlanRow(row.line, account.identifier, bulk.UPDATE, "phone", account.phone, phone.e164))
+    progress(len(source.rows) % 5000)
+    del seen, by_email
 
     if not options.allow_shared:
         _reject_shared(accounts, updates, plan, rejects)
 
-    changed = sum(1 for p in plan if p.action == bulk.UPDATE)
-    unchanged = sum(1 for p in plan if p.action == bulk.UNCHANGED)
+    changed = len(updates)
     actor = env.require_actor()
     result, apply = bulk.planned(
         env,
@@ -204,13 +207,10 @@ def import_file(
     )
     if not apply:
         return result
-    stepup.require(env, "bulk.apply")
-    result.batch_id = _apply(env, source, accounts, updates, plan, result)
+    stepup.require(env, "bulk.apply", target=source.sha256)
+    result.batch_id = _apply(env, source, updates, result)
     result.applied = True
     return result
-
-
-_match = bulk.match_account  # kept for callers of the old name
 
 
 def _reject_shared(accounts, updates, plan, rejects) -> None:
@@ -227,70 +227,82 @@ def _reject_shared(accounts, updates, plan, rejects) -> None:
         return
     by_line = {p.line: i for i, p in enumerate(plan)}
     for aid in bad:
-        row, phone = updates.pop(aid)
+        row, phone, account = updates.pop(aid)
         others = ", ".join(identifiers[o] for o in shared[aid] if o != aid)
         reason = _("number shared with {others} (one personal number per agent; --allow-shared accepts it)").format(
             others=others
         )
         rejects.append((row, reason))
-        index = by_line[row.line]
-        old = plan[index]
-        plan[index] = bulk.PlanRow(old.line, old.identifier, bulk.REJECT, "phone", old.before, phone.e164, reason)
+        refused = bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, phone.e164, reason)
+        if row.line in by_line:  # a dry run's plan holds the row
+            plan[by_line[row.line]] = refused
+        else:
+            plan.append(refused)
+    plan.sort(key=lambda p: p.line)
 
 
-def _apply(env: Env, source, accounts, updates, plan, result: bulk.BulkResult) -> int:
-    now = clock.now()
+def _change_json(phone: str | None, phone_type: str | None) -> str:
+    """``bulk.change_json({"phone": phone, "phone_type": phone_type})``, without building the mapping."""
+    return (
+        '{"phone":'
+        + ("null" if phone is None else _encode_ascii(phone))
+        + ',"phone_type":'
+        + ("null" if phone_type is None else _encode_ascii(phone_type))
+        + "}"
+    )
+
+
+_encode_ascii = json.encoder.encode_basestring_ascii
+
+
+def _apply(env: Env, source, updates, result: bulk.BulkResult) -> int:
+    """Write the plan: every step streams from ``updates`` (nothing per row is held in memory twice)."""
     actor = env.require_actor()
-    current = {a.id: a for a in accounts}
-    rows = [{"id": aid, "phone": phone.e164, "phone_type": phone.type} for aid, (_row, phone) in updates.items()]
-    queries.bulk_update_phones(env.session, rows, now)
-    changes = [
-        {
-            "account_id": aid,
-            "identifier": current[aid].identifier,
-            "line": row.line,
-            "before": {"phone": current[aid].phone, "phone_type": current[aid].phone_type},
-            "after": {"phone": phone.e164, "phone_type": phone.type},
-        }
-        for aid, (row, phone) in updates.items()
-    ]
+    queries.bulk_update_phones(
+        env.session, ((aid, phone.e164, phone.type) for aid, (_row, phone, _a) in updates.items()), clock.now()
+    )
     batch_id = bulk.record_batch(
         env,
         kind=KIND,
         source=source,
-        changes=changes,
-        counts=(result.total, len(changes), result.unchanged, result.rejected),
+        encoded=(
+            (aid, a.identifier, row.line, _change_json(a.phone, a.phone_type), _change_json(phone.e164, phone.type))
+            for aid, (row, phone, a) in updates.items()
+        ),
+        counts=(result.total, len(updates), result.unchanged, result.rejected),
     )
     lockout.revoke_sessions_of_batch(env, batch_id)  # a phone change ends the agent's sessions (security.md)
     history.record_many(
         env,
-        [
+        (
             NewEvent(
                 action="phone.update",
-                target=c["identifier"],
+                target=a.identifier,
                 establishment=actor.siret,
-                before={"phone": c["before"]["phone"]},
-                after={"phone": c["after"]["phone"]},
+                before={"phone": a.phone},
+                after={"phone": phone.e164},
                 batch_id=batch_id,
             )
-            for c in changes
-        ],
+            for _row, phone, a in updates.values()
+        ),
+    )
+    subject = _("Your PEP's phone number changed")
+    body = _(
+        "The phone number of your account {identifier}, used for one-time codes, is now {phone}.\n"
+        "If this is not your personal number, tell your administrator.\n"
     )
     notify.deliver_many(
         env.session,
         env.gateway,
-        [
+        (
             notify.Message(
                 channel="email",
-                to=current[c["account_id"]].email,
-                subject=_("Your PEP's phone number changed"),
-                body=_(
-                    "The phone number of your account {identifier}, used for one-time codes, is now {phone}.\n"
-                    "If this is not your personal number, tell your administrator.\n"
-                ).format(identifier=c["identifier"], phone=v.mask_phone(c["after"]["phone"])),
+                to=a.email,
+                subject=subject,
+                body=body.format(identifier=a.identifier, phone=v.mask_phone(phone.e164)),
             )
-            for c in changes
-        ],
+            for _row, phone, a in updates.values()
+        ),
     )
     history.record(
         env,
@@ -298,7 +310,7 @@ def _apply(env: Env, source, accounts, updates, plan, result: bulk.BulkResult) -
         target=f"batch:{batch_id}",
         establishment=actor.siret,
         batch_id=batch_id,
-        after={"kind": KIND, "changed": len(changes), "rows": result.total, "sha256": source.sha256},
+        after={"kind": KIND, "changed": len(updates), "rows": result.total, "sha256": source.sha256},
     )
     return batch_id
 
@@ -329,9 +341,7 @@ def _undo_current(env: Env, changes: list[bulk.DecodedChange]) -> dict[int | Non
 
 
 def _undo_restore(env: Env, items) -> None:
-    rows = [
-        {"id": c.account_id, "phone": before["phone"], "phone_type": before["phone_type"]} for c, before, _n in items
-    ]
+    rows = ((c.account_id, before["phone"], before["phone_type"]) for c, before, _n in items)
     queries.bulk_update_phones(env.session, rows, clock.now())
 
 

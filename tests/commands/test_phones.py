@@ -230,6 +230,31 @@ def test_the_report_holds_exactly_the_invalid_rows_in_their_input_columns(cli, t
     ]
 
 
+@pytest.mark.parametrize("where", ["missing folder", "a directory", "read-only file"])
+def test_a_report_that_cannot_be_written_is_refused_before_anything_is_applied(cli, admin_a, tmp_path, where):
+    """Found by hardening: the report used to be written after the batch was applied, so an unwritable
+    path gave exit 3 for an import that had in fact been applied."""
+    user = create_account(cli, "Jeanne", "Dupont", activate_it=False)
+    path = write_csv(tmp_path, [["identifier", "phone"], [user, "07 81 22 33 44"]])
+    report = {
+        "missing folder": tmp_path / "no" / "such" / "folder" / "r.csv",
+        "a directory": tmp_path,
+        "read-only file": tmp_path / "locked.csv",
+    }[where]
+    if where == "read-only file":
+        report.write_text("")
+        report.chmod(0o400)
+        if os.access(report, os.W_OK):  # root writes anything
+            pytest.skip("permissions do not bind this user")
+    before = store_state(cli.store)
+
+    result = import_(cli, path, "--skip-invalid", "--report", str(report))
+
+    assert result.exit_code == 2, result.stderr
+    assert "--report" in result.stderr
+    assert store_state(cli.store) == before
+
+
 def test_skip_invalid_applies_the_valid_rows_and_records_a_batch_with_their_counts(cli, thousand):
     people, path = thousand
 
@@ -637,19 +662,19 @@ def test_a_failure_in_the_middle_of_the_transaction_leaves_the_store_unchanged(c
     users = [create_account(cli, f, "Dupont", activate_it=False) for f in ("Jeanne", "Paul")]
     path = write_csv(tmp_path, [["identifier", "phone"], [users[0], "07 81 22 33 44"], [users[1], "07 81 22 33 55"]])
     before = store_state(cli.store)
-    insert = queries.bulk_insert
+    insert = queries.insert_rows
     seen_inside: list[object] = []
 
-    def failing_insert(session, model, rows):
+    def failing_insert(session, model, columns, rows):
         if model.__tablename__ == "batch_change":
             # The phones UPDATE already ran in this transaction: the new number is visible here.
             seen_inside.append(
                 session.execute(text("SELECT phone FROM account WHERE identifier = :i"), {"i": users[0]}).scalar()
             )
             raise RuntimeError("disk full (injected)")
-        return insert(session, model, rows)
+        return insert(session, model, columns, rows)
 
-    monkeypatch.setattr(queries, "bulk_insert", failing_insert)
+    monkeypatch.setattr(queries, "insert_rows", failing_insert)
 
     result = import_(cli, path)
 
