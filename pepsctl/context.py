@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING
+from secrets import randbelow
+from typing import TYPE_CHECKING, TypeVar
 
 from pepsctl import config
 from pepsctl.errors import PepsError
+
+T = TypeVar("T")
+
+ATTEMPTS = 3  # a transaction PostgreSQL aborted as a serialization failure or deadlock is run again, 3 times in all
+RETRY_PAUSE = 0.05  # seconds, times the attempt number, plus up to 50 ms of jitter
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -143,6 +150,35 @@ class AppContext:
             else:
                 session.commit()
                 gateway.flush()
+
+    def transact(self, operation: Callable[[Env], T], *, auth: bool = True, otp: str | None = None) -> T:
+        """``operation(env)`` in one transaction, run again when PostgreSQL aborts it as a serialization
+        failure or a deadlock (SQLSTATE 40001 / 40P01), at most :data:`ATTEMPTS` times in all.
+
+        The transaction is replayed whole (its writes were rolled back, its messages never sent); any
+        other failure, and the last conflict, reach the caller.
+        """
+        from pepsctl.errors import StoreError
+        from pepsctl.i18n import _
+        from pepsctl.store.engine import is_retryable
+
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.env(auth=auth, otp=otp) as env:
+                    return operation(env)
+            except StoreError as failure:
+                if not is_retryable(failure.__cause__):
+                    raise
+                if attempt == ATTEMPTS:
+                    raise StoreError(
+                        _("Another administrator's work kept conflicting with this one ({n} attempts).").format(
+                            n=ATTEMPTS
+                        ),
+                        hint=_("Nothing was changed. Run the command again."),
+                    ) from failure
+                # A short pause, different for each process, so the two sides do not meet again.
+                time.sleep(RETRY_PAUSE * attempt + randbelow(50) / 1000)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _resolve_actor(self, env: Env):
         from pepsctl import secrets

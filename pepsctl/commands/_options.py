@@ -137,7 +137,8 @@ def otp_or_totp(otp: str | None) -> str | None:
 
 
 def run(app_: AppContext, operation, *, otp: str | None = None, auth: bool = True):
-    """Run ``operation(env)`` in one transaction; when it needs a one-time code, ask on a terminal.
+    """Run ``operation(env)`` in one transaction (replayed after a PostgreSQL serialization failure or
+    deadlock, see :meth:`AppContext.transact`); when it needs a one-time code, ask on a terminal.
 
     Without a terminal the OtpRequired error (exit 6) says where the code went; the same command
     repeated with --otp CODE completes. On a terminal the code is asked and the operation runs again.
@@ -148,8 +149,7 @@ def run(app_: AppContext, operation, *, otp: str | None = None, auth: bool = Tru
     code = otp_or_totp(otp)
     for _attempt in range(4):
         try:
-            with app_.env(auth=auth, otp=code) as env:
-                return operation(env)
+            return app_.transact(operation, auth=auth, otp=code)
         except OtpRequired as needed:
             if not interactive():
                 raise

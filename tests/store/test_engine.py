@@ -321,3 +321,140 @@ def test_postgresql_connections_are_configured(store_url):
                 assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+# -- PostgreSQL: serialization failures and deadlocks are replayed a bounded number of times ---------------
+
+_SERIALIZATION_FAILURE = "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure'; END $$"
+
+
+def _counter_value(url: str, name: str = "account") -> int:
+    engine = create_store_engine(parse_store_url(url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT value FROM counter WHERE name = :n"), {"n": name}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _postgres_only(url: str) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("serialization failures and deadlocks are PostgreSQL's (SQLite serialises writers)")
+
+
+@pytest.mark.postgres
+def test_retries_serialization_failures(store_url, monkeypatch):
+    """A transaction the server aborts with SQLSTATE 40001 is run again whole; its first writes are gone."""
+    from pepsctl import context
+    from pepsctl.context import AppContext
+
+    _postgres_only(store_url)
+    monkeypatch.setattr(context, "RETRY_PAUSE", 0.0)
+    app = AppContext(store_option=store_url)
+    attempts: list[int] = []
+
+    def operation(env):
+        attempts.append(len(attempts) + 1)
+        env.session.execute(text("UPDATE counter SET value = value + 1 WHERE name = 'account'"))
+        if len(attempts) == 1:
+            env.session.execute(text(_SERIALIZATION_FAILURE))  # a real 40001 from the server
+        return "done"
+
+    try:
+        assert app.transact(operation, auth=False) == "done"
+    finally:
+        app.dispose()
+    assert attempts == [1, 2]
+    assert _counter_value(store_url) == 1  # the aborted attempt's increment was rolled back
+
+
+@pytest.mark.postgres
+def test_a_conflict_that_persists_is_exit_9_after_a_bounded_number_of_attempts(store_url, monkeypatch):
+    from pepsctl import context
+    from pepsctl.context import ATTEMPTS, AppContext
+
+    _postgres_only(store_url)
+    monkeypatch.setattr(context, "RETRY_PAUSE", 0.0)
+    app = AppContext(store_option=store_url)
+    attempts: list[int] = []
+
+    def operation(env):
+        attempts.append(1)
+        env.session.execute(text("UPDATE counter SET value = value + 1 WHERE name = 'account'"))
+        env.session.execute(text(_SERIALIZATION_FAILURE))
+
+    try:
+        with pytest.raises(StoreError, match="conflicting") as raised:
+            app.transact(operation, auth=False)
+    finally:
+        app.dispose()
+    assert len(attempts) == ATTEMPTS == 3
+    assert raised.value.exit_code == 9
+    assert "Nothing was changed" in (raised.value.hint or "")
+    assert _counter_value(store_url) == 0
+
+
+def test_other_store_failures_are_not_replayed(store_url):
+    """Only serialization failures and deadlocks are replayed: a constraint violation is reported at once."""
+    from sqlalchemy.exc import IntegrityError
+
+    from pepsctl.context import AppContext
+
+    app = AppContext(store_option=store_url)
+    attempts: list[int] = []
+
+    def operation(env):
+        attempts.append(1)
+        env.session.execute(text("INSERT INTO counter (name, value) VALUES ('account', 1)"))  # duplicate key
+
+    try:
+        with pytest.raises(IntegrityError):
+            app.transact(operation, auth=False)
+    finally:
+        app.dispose()
+    assert attempts == [1]
+
+
+@pytest.mark.postgres
+def test_a_real_deadlock_between_two_transactions_is_replayed(store_url, monkeypatch):
+    """Two transactions lock two rows in opposite orders: PostgreSQL aborts one (40P01); it is replayed."""
+    import threading
+
+    from pepsctl import context
+    from pepsctl.context import AppContext
+
+    _postgres_only(store_url)
+    monkeypatch.setattr(context, "RETRY_PAUSE", 0.0)
+    engine = create_store_engine(parse_store_url(store_url))
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO counter (name, value) VALUES ('first', 0), ('second', 0)"))
+    engine.dispose()
+    barrier = threading.Barrier(2, timeout=30)
+    attempts = {"first": 0, "second": 0}
+    errors: list[BaseException] = []
+
+    def worker(mine: str, other: str) -> None:
+        app = AppContext(store_option=store_url)
+
+        def operation(env):
+            attempts[mine] += 1
+            env.session.execute(text("UPDATE counter SET value = value + 1 WHERE name = :n"), {"n": mine})
+            if attempts[mine] == 1:
+                barrier.wait()  # both hold their first row: each now asks for the other's
+            env.session.execute(text("UPDATE counter SET value = value + 1 WHERE name = :n"), {"n": other})
+
+        try:
+            app.transact(operation, auth=False)
+        except BaseException as error:  # reported to the test thread
+            errors.append(error)
+        finally:
+            app.dispose()
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in (("first", "second"), ("second", "first"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(attempts.values()) == [1, 2]  # one was the deadlock's victim and was replayed
+    assert (_counter_value(store_url, "first"), _counter_value(store_url, "second")) == (2, 2)
