@@ -175,7 +175,7 @@ def create(env: Env, new: NewAccount) -> AccountView:
         "email": v.normalize_email(new.email),
         "function": v.normalize_function(new.function),
     }
-    stepup.require(env, "account.create")
+    stepup.require(env, "account.create", target=values["email"])
     account, _code = insert_account(env, establishment, phone=phone, **values)
     return view(account, establishment.siret, clock.now(), full_phone=True)
 
@@ -317,7 +317,7 @@ def update(env: Env, identifier: str, changes: AccountChanges) -> AccountView:
         return view(account, establishment.siret, now, full_phone=True)
     contact = {"email", "phone"} & set(changed)
     if contact:
-        stepup.require(env, "account.update.contact")
+        stepup.require(env, "account.update.contact", target=account.identifier)
     if changed.get("profile") == USER:
         guard_last_admin(env, establishment, account, _("demote it"))
     before = snapshot(account)

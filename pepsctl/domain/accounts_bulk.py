@@ -260,7 +260,7 @@ def import_file(
     )
     if not apply:
         return result
-    stepup.require(env, "bulk.apply")
+    stepup.require(env, "bulk.apply", target=source.sha256)
     todo = [i for i in items.values() if i.creates or i.changes]
     result.batch_id = _apply(env, source, establishment, todo, result)
     result.applied = True
@@ -766,7 +766,7 @@ def renew_file(
     )
     if not apply:
         return result
-    stepup.require(env, "bulk.apply")
+    stepup.require(env, "bulk.apply", target=source.sha256)
     queries.bulk_set_expiry(
         env.session, [{"id": a.id, "expires_at": expires_at, "renewed_at": now} for _row, a in todo], now
     )

@@ -154,7 +154,7 @@ def undo(env: Env, batch_id: int, *, force: bool = False) -> UndoResult:
             ),
             hint=_("Undo with --force to restore the batch's previous values anyway (later changes are lost)."),
         )
-    stepup.require(env, "bulk.apply")
+    stepup.require(env, "bulk.apply", target=f"batch:{batch_id}")
     now = clock.now()
     undoer.restore(env, restore)
     undo_id = bulk.record_batch(

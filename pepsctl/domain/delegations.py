@@ -258,7 +258,7 @@ def accept(env: Env, delegation_id: int) -> DelegationView:
     _require_state(delegation, (PENDING,), _("accepted"))
     if delegation.ends_at is not None and delegation.ends_at <= clock.now():
         raise Conflict(_("Delegation {id} ended before it was accepted.").format(id=delegation_id))
-    stepup.require(env, "delegation.accept")
+    stepup.require(env, "delegation.accept", target=f"delegation:{delegation.id}")
     return _decide(env, delegation, ACCEPTED, None)
 
 

@@ -260,7 +260,9 @@ def _step_up_if_sensitive(env: Env, services: dict[str, Service], changes: list[
         if c.after is not None and services[c.service].sensitive and (c.before is None or c.after == WRITE)
     ]
     if raised:
-        stepup.require(env, "right.grant.sensitive")
+        stepup.require(
+            env, "right.grant.sensitive", target=",".join(sorted({f"{c.identifier}:{c.service}" for c in raised}))
+        )
 
 
 # -- operations ----------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def import_file(
     )
     if not apply:
         return result
-    stepup.require(env, "bulk.apply")
+    stepup.require(env, "bulk.apply", target=source.sha256)
     result.batch_id = _apply(env, source, own, writes, result)
     result.applied = True
     return result

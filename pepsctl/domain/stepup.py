@@ -12,6 +12,7 @@ CODE`` completes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from sqlalchemy import update
 from sqlmodel import col
@@ -40,23 +41,37 @@ SENSITIVE = frozenset(
 )
 
 
-def purpose_for(session_id: int | None) -> str:
-    return f"step-up:{session_id}"
+def purpose_for(session_id: int | None, action: str) -> str:
+    """A step-up code is bound to its session and to the sensitive action it was sent for."""
+    return f"step-up:{session_id}:{action}"
 
 
-def require(env: Env, action: str) -> None:
-    """Go on if the session is stepped up; check ``env.otp``; or send a code and stop (exit 6)."""
+def code_target(target: str | None) -> str | None:
+    """What a step-up code is bound to besides its action: the account, delegation, batch or file it is
+    for (a long one, such as a list of accounts, by its digest: the store keeps 64 characters)."""
+    if target is None or len(target) <= 64:
+        return target
+    return "sha256:" + hashlib.sha256(target.encode("utf-8")).hexdigest()[:57]
+
+
+def require(env: Env, action: str, target: str | None = None) -> None:
+    """Go on if the session is stepped up; check ``env.otp``; or send a code and stop (exit 6).
+
+    The code is bound to the session, to ``action`` and to ``target`` (what the action is on): a code
+    sent for one account's phone change cannot pass another account's.
+    """
     actor = env.require_actor()
     if actor.stepped_up_at is not None:
         return
     account = env.session.get(Account, actor.account_id)
     assert account is not None
-    purpose = purpose_for(actor.session_id)
+    purpose = purpose_for(actor.session_id, action)
+    target = code_target(target)
     if env.otp:
         if totp.enabled(account) and totp.check(env, account, env.otp):
             history.record(env, "totp.verified", target=actor.identifier, establishment=actor.siret)
         else:
-            otp.verify(env, account=account, purpose=purpose, code=env.otp, establishment=actor.siret)
+            otp.verify(env, account=account, purpose=purpose, code=env.otp, target=target, establishment=actor.siret)
         mark_stepped_up(env)
         env.extras["otp_spent"] = True
         history.record(env, "auth.stepup", target=actor.identifier, establishment=actor.siret, after={"action": action})
@@ -77,6 +92,7 @@ def require(env: Env, action: str) -> None:
         purpose=purpose,
         phone=account.phone,
         phone_type=account.phone_type,
+        target=target,
         establishment=actor.siret,
     )
     raise code_sent_error(sent, action)

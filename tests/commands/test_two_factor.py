@@ -462,6 +462,45 @@ def test_a_step_up_code_is_bound_to_its_session(cli, admin_a, store_url):
     assert count_accounts(store_url) == 1
 
 
+def test_a_step_up_code_is_bound_to_the_action_it_was_sent_for(cli, admin_a, store_url):
+    other = create_account(cli, "Paul", "Martin", phone="06 11 22 33 44", activate_it=False)
+    relogin(cli, admin_a)
+    assert cli(*NEW_ACCOUNT).exit_code == 6  # a code for account.create
+    code = last_sms_code(cli)
+    elsewhere = cli("accounts", "update", other, "--phone", "07 81 22 33 44", "--otp", code)
+    assert (elsewhere.exit_code, elsewhere.stderr) == (6, WRONG_CODE)
+    assert scalar(store_url, "SELECT phone FROM account WHERE identifier = :i", i=other) == "+33611223344"
+    assert cli.json("whoami")["stepped_up"] is False
+    assert cli(*NEW_ACCOUNT, "--otp", code).exit_code == 0  # where it belongs, it still works
+    assert count_accounts(store_url) == 3
+
+
+def test_a_step_up_code_is_bound_to_the_target_it_was_sent_for(cli, admin_a, store_url):
+    """security.md: a code is bound to "a given sensitive action on a given target"."""
+    first = create_account(cli, "Paul", "Martin", phone="06 11 22 33 44", activate_it=False)
+    second = create_account(cli, "Anne", "Martin", phone="06 11 22 33 55", activate_it=False)
+    relogin(cli, admin_a)
+    assert cli("accounts", "update", first, "--phone", "07 81 22 33 44").exit_code == 6  # a code for `first`
+    code = last_sms_code(cli)
+    elsewhere = cli("accounts", "update", second, "--phone", "07 81 22 33 55", "--otp", code)
+    assert (elsewhere.exit_code, elsewhere.stderr) == (6, WRONG_CODE)
+    assert scalar(store_url, "SELECT phone FROM account WHERE identifier = :i", i=second) == "+33611223355"
+    assert cli.json("whoami")["stepped_up"] is False
+    assert cli("accounts", "update", first, "--phone", "07 81 22 33 44", "--otp", code).exit_code == 0
+    assert scalar(store_url, "SELECT phone FROM account WHERE identifier = :i", i=first) == "+33781223344"
+
+
+def test_a_long_step_up_target_is_kept_by_its_digest():
+    from pepsctl.domain import stepup
+
+    assert stepup.code_target(None) is None
+    assert stepup.code_target("MDU000001") == "MDU000001"
+    long = ",".join(f"MDU{i:06d}:cnracl-retraite" for i in range(10))
+    digest = stepup.code_target(long)
+    assert digest is not None and len(digest) == 64 and digest.startswith("sha256:")
+    assert digest != stepup.code_target(long + "x")
+
+
 @pytest.mark.parametrize(
     ("option", "column", "value"),
     [
