@@ -374,3 +374,11 @@ def test_exit_codes_in_errors_match_the_spec_table():
     from pepsctl.errors import EXIT_CODES
 
     assert sorted(EXIT_CODES) == list(range(10))
+
+
+def test_tracebacks_never_show_local_variables():
+    """Typer's pretty tracebacks would print every local (passwords, codes, tokens): they are off."""
+    from pepsctl.cli import app
+
+    assert app.pretty_exceptions_show_locals is False
+    assert app.pretty_exceptions_enable is False

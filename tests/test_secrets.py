@@ -313,3 +313,84 @@ def test_session_tokens_may_use_a_plaintext_keyring(capsys):
     keyring.set_keyring(backend)
     secrets.set_token("session:x", "tok")
     assert backend.items == {("pepsctl", "session:x"): "tok"}
+
+
+# -- PYTHON_KEYRING_BACKEND ----------------------------------------------------------------------
+
+NAMED_BACKENDS = '''
+import json
+import os
+
+from keyring.backend import KeyringBackend
+
+
+class FileKeyring(KeyringBackend):
+    """A backend pepsctl cannot know: it keeps everything in the JSON file $NAMED_KEYRING_FILE."""
+
+    priority = 1
+
+    def _load(self):
+        try:
+            with open(os.environ["NAMED_KEYRING_FILE"], encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return {}
+
+    def get_password(self, service, username):
+        return self._load().get(f"{service}/{username}")
+
+    def set_password(self, service, username, password):
+        data = self._load()
+        data[f"{service}/{username}"] = password
+        with open(os.environ["NAMED_KEYRING_FILE"], "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+
+    def delete_password(self, service, username):
+        data = self._load()
+        data.pop(f"{service}/{username}", None)
+        with open(os.environ["NAMED_KEYRING_FILE"], "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+
+
+class PlaintextFileKeyring(FileKeyring):
+    """The same, named as keyrings.alt names its plaintext backend."""
+'''
+
+NAMED_SCRIPT = """
+from pepsctl import secrets
+from pepsctl.errors import PepsError
+
+secrets.set_token("session:x", "tok-named")
+print(secrets.get_token("session:x"))
+try:
+    secrets.set_store_password("postgresql://pepsctl@db.example.fr:5432/peps", "s3cret-db-password")
+except PepsError as error:
+    print("refused", error.exit_code)
+else:
+    print("kept")
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "store_password"), [("FileKeyring", "kept"), ("PlaintextFileKeyring", "refused 9")]
+)
+def test_the_backend_named_by_python_keyring_backend_is_honoured(tmp_path, backend, store_password):
+    (tmp_path / "named_backends.py").write_text(NAMED_BACKENDS, encoding="utf-8")
+    kept = tmp_path / "named-keyring.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON_KEYRING")}
+    env["PYTHON_KEYRING_BACKEND"] = f"named_backends.{backend}"
+    env["NAMED_KEYRING_FILE"] = str(kept)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [env.get("PYTHONPATH")])])
+    result = subprocess.run(
+        [sys.executable, "-c", NAMED_SCRIPT], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["tok-named", store_password]
+    assert result.stderr == ""  # no fallback warning: the named backend was used
+    stored = json.loads(kept.read_text(encoding="utf-8"))
+    assert stored["pepsctl/session:x"] == "tok-named"
+    if store_password == "kept":  # read back from the named backend
+        assert stored["pepsctl-store/postgresql://pepsctl@db.example.fr:5432/peps"] == "s3cret-db-password"
+    else:  # a plaintext backend named in the environment is refused for the store password all the same
+        assert not any(key.startswith("pepsctl-store/") for key in stored)
+    assert not (Path(env[config.ENV_STATE_DIR]) / "tokens.json").exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pepsctl import clock
 from tests.commands.test_accounts import account_row, set_account
 from tests.commands.test_phones import add_accounts, count, execute, query, read_report, write_csv
 from tests.conftest import (
@@ -29,6 +30,7 @@ from tests.conftest import (
     SIRET_C,
     activate,
     create_account,
+    last_sms_code,
     login,
     register,
     with_code,
@@ -1127,3 +1129,24 @@ def test_renew_needs_identifiers_or_a_file_not_both(cli, admin_a, tmp_path):
         result = cli("accounts", "renew", *args)
         assert result.exit_code == 2, (args, result.stderr)
         assert result.stderr.startswith(message)
+
+
+def test_undo_of_a_renew_batch_cannot_leave_the_last_administrator_expired(cli, admin_a, tmp_path):
+    """The last active administrator cannot be left to expire by restoring an expiry date now past."""
+    set_account(cli.store, ADMIN_A, expires_at=FROZEN_AT + timedelta(days=1))
+    path = write_csv(tmp_path, [["identifier"], [ADMIN_A]])
+    with_code(cli, "accounts", "renew", "--file", str(path), "--yes")
+    renewed = account_row(cli.store, ADMIN_A)["expires_at"]
+    clock.advance(timedelta(days=2))  # the date the undo would restore is now in the past
+    login(cli, ADMIN_A)
+
+    refused = cli("batches", "undo", "1", "--yes")
+    if refused.exit_code == 6:  # a session from a trusted workstation: the step-up code first
+        refused = cli("batches", "undo", "1", "--yes", "--otp", last_sms_code(cli))
+
+    assert (refused.exit_code, refused.stdout) == (5, "")
+    assert refused.stderr.startswith(
+        f"Error: Undoing this batch would leave {SIRET_A} without an active administrator."
+    )
+    assert account_row(cli.store, ADMIN_A)["expires_at"] == renewed
+    assert cli.json("accounts", "show", ADMIN_A)["status"] == "active"

@@ -628,3 +628,125 @@ def test_password_from_the_environment(cli, user):
 def test_password_stdin_reads_only_the_first_line(cli, user):
     result = login_with_code(cli, user, "--password-stdin", input=PASSWORD + "\nsomething else\n")
     assert result.exit_code == 0, result.stderr
+
+
+# -- password hashing: Argon2id, rehash, no truncation, a dummy verification for unknown identifiers ---
+
+
+def _argon2_parameters(hashed: str) -> str:
+    """The ``m=…,t=…,p=…`` part of an encoded Argon2 hash."""
+    return hashed.split("$")[3]
+
+
+def test_the_production_hasher_is_argon2id_at_least_as_strong_as_the_library_defaults():
+    """The autouse fixture makes hashing cheap in tests: check the real one from an untouched copy of the module."""
+    import importlib.util
+
+    from argon2 import PasswordHasher, Type
+
+    spec = importlib.util.find_spec("pepsctl.domain.passwords")
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    hasher, defaults = fresh._hasher(), PasswordHasher()
+    assert hasher.type is Type.ID
+    assert hasher.time_cost >= defaults.time_cost
+    assert hasher.memory_cost >= defaults.memory_cost
+    assert hasher.hash_len >= defaults.hash_len
+    assert hasher.salt_len >= defaults.salt_len
+
+
+def test_a_hash_made_with_other_parameters_is_remade_at_the_next_login(cli, user, store_url, monkeypatch):
+    from argon2 import PasswordHasher
+
+    from pepsctl.domain import passwords
+
+    select_hash = "SELECT password_hash FROM account WHERE identifier = :i"
+    ((old,),) = query(store_url, select_hash, i=user)
+    assert old.startswith("$argon2id$") and _argon2_parameters(old) == "m=64,t=1,p=1"
+    monkeypatch.setattr(passwords, "_hasher", lambda: PasswordHasher(time_cost=2, memory_cost=128, parallelism=1))
+    assert try_login(cli, user, WRONG_PASSWORD).exit_code == 6
+    assert query(store_url, select_hash, i=user) == [(old,)]  # a failed login rehashes nothing
+    assert first_login(cli, user).exit_code == 0
+    ((new,),) = query(store_url, select_hash, i=user)
+    assert new.startswith("$argon2id$") and _argon2_parameters(new) == "m=128,t=2,p=1"
+    assert passwords.verify(new, PASSWORD)
+    # Parameters unchanged since: the next login keeps the hash as it is.
+    assert try_login(cli, user, PASSWORD).exit_code == 0
+    assert query(store_url, select_hash, i=user) == [(new,)]
+
+
+def test_a_128_character_password_is_hashed_whole_without_truncation():
+    from pepsctl.domain import passwords
+
+    password = "Zq8!vLm2" * 16
+    hashed = passwords.hash_password(password)
+    assert passwords.verify(hashed, password)
+    for prefix in (password[:-1], password[:72], password[:64]):
+        assert not passwords.verify(hashed, prefix), len(prefix)
+    assert not passwords.verify(hashed, password[:-1] + "x")
+
+
+def test_an_unknown_identifier_costs_the_same_argon2_verification_as_a_wrong_password(cli, user, monkeypatch):
+    from argon2 import PasswordHasher
+
+    from pepsctl.domain import passwords
+
+    verified: list[str] = []
+
+    class Recording(PasswordHasher):
+        def verify(self, hash, password):
+            verified.append(hash if isinstance(hash, str) else hash.decode())
+            return super().verify(hash, password)
+
+    hasher = Recording(time_cost=1, memory_cost=64, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", lambda: hasher)
+    passwords._dummy_hash.cache_clear()
+    seen = {}
+    for name, identifier in (("wrong", user), ("unknown", "ZZZ999999"), ("malformed", "not an identifier")):
+        verified.clear()
+        result = try_login(cli, identifier, WRONG_PASSWORD)
+        assert (result.exit_code, result.stderr.splitlines()[0]) == (6, BAD_PASSWORD.strip()), name
+        seen[name] = list(verified)
+    assert [len(calls) for calls in seen.values()] == [1, 1, 1]  # exactly one Argon2 verification each
+    (real,), (dummy,) = seen["wrong"], seen["unknown"]
+    assert dummy != real and dummy == passwords._dummy_hash() == seen["malformed"][0]
+    assert _argon2_parameters(dummy) == _argon2_parameters(real)  # the same cost
+
+
+def test_an_unknown_identifier_and_a_wrong_password_take_similar_time(cli, user, monkeypatch):
+    """With a costly hasher the Argon2 verification dominates: both answers take about as long."""
+    import time
+
+    from argon2 import PasswordHasher
+
+    from pepsctl.domain import passwords
+
+    costly = PasswordHasher(time_cost=2, memory_cost=32 * 1024, parallelism=1)
+    select_hash = "SELECT password_hash FROM account WHERE identifier = :i"
+    monkeypatch.setattr(passwords, "_hasher", lambda: costly)
+    passwords._dummy_hash.cache_clear()
+    from sqlalchemy import text
+
+    engine = _engine(cli.store)
+    try:  # the user's hash made with the costly parameters, as production would have it
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE account SET password_hash = :h WHERE identifier = :i"),
+                {"h": costly.hash(PASSWORD), "i": user},
+            )
+    finally:
+        engine.dispose()
+    assert _argon2_parameters(query(cli.store, select_hash, i=user)[0][0]) == "m=32768,t=2,p=1"
+
+    def fastest(identifier: str) -> float:
+        times = []
+        for _ in range(3):  # the fastest of three: a loaded machine only ever adds time (3 < the 5 that lock)
+            start = time.perf_counter()
+            assert try_login(cli, identifier, WRONG_PASSWORD).exit_code == 6
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    fastest("ZZZ999999")  # warm up: the dummy hash is made once per process
+    wrong, unknown = fastest(user), fastest("ZZZ999999")
+    assert 0.5 < unknown / wrong < 2, (unknown, wrong)

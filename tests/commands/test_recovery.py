@@ -25,6 +25,7 @@ import pytest
 from pepsctl import clock
 from tests.commands.test_two_factor import (
     actions,
+    enroll,
     forget_trust,
     last_event_id,
     other_code,
@@ -150,6 +151,97 @@ def test_a_locked_account_refuses_the_right_password_and_code_like_a_wrong_passw
         assert (result.exit_code, result.stdout, result.stderr) == (8, "", LOCKED)
     assert session_tokens_of(store_url, user) == 0
     assert "auth.refused.locked" in actions(store_url)
+
+
+def test_failures_are_counted_across_resends(cli, user, store_url):
+    """A new code (the right password again) does not reset the counter: the fifth wrong code locks."""
+    for attempt in range(1, 5):
+        assert try_login(cli, user).exit_code == 6  # a new code is sent, replacing the previous one
+        assert try_login(cli, user, "--otp", other_code(last_sms_code(cli))).exit_code == 6
+        assert column(store_url, "failed_attempts", user) == attempt
+    assert try_login(cli, user).exit_code == 6
+    fifth = try_login(cli, user, "--otp", other_code(last_sms_code(cli)))
+    assert (fifth.exit_code, fifth.stdout, fifth.stderr) == (8, "", LOCKED)
+    assert column(store_url, "locked_at", user) is not None
+    assert actions(store_url).count("otp.sent") >= 5
+
+
+def test_a_locked_account_refuses_the_right_authenticator_code_like_a_wrong_one(cli, user, store_url):
+    login(cli, user)  # with a code: a stepped-up session, so the user may enrol an authenticator
+    totp = pyotp.TOTP(enroll(cli))
+    lock(cli, user)
+    mark = last_event_id(store_url)
+    step = column(store_url, "totp_last_step", user)
+    clock.advance(timedelta(seconds=30))
+    right = try_login(cli, user, "--totp", "--otp", totp.at(clock.now()))
+    wrong = try_login(cli, user, "--totp", "--otp", other_code(totp.at(clock.now())), password=WRONG_PASSWORD)
+    unattended = cli("login", user, "--totp", env={"PEPSCTL_PASSWORD": PASSWORD, "PEPSCTL_TOTP_SECRET": totp.secret})
+    for result in (right, wrong, unattended):
+        assert (result.exit_code, result.stdout, result.stderr) == (8, "", LOCKED)
+    assert actions(store_url, mark) == ["auth.refused.locked"] * 3
+    assert column(store_url, "totp_last_step", user) == step  # the right code was not even consumed
+
+
+def test_a_locked_account_cannot_pass_a_step_up_even_with_the_right_code(cli, user, store_url, isolate):
+    login(cli, user)
+    relogin(cli, user)  # a trusted workstation: a session that is not stepped up
+    args = ("me", "update", "--email", "p.martin@example.fr")
+    assert cli(*args).exit_code == 6  # a step-up code was sent
+    code = last_sms_code(cli)
+    user_session = session_tokens(isolate)
+    for _attempt in range(5):  # locked from elsewhere (failures leave this session's token in the keyring)
+        try_login(cli, user, password=WRONG_PASSWORD)
+    use_token(isolate, user_session[0])
+    right = cli(*args, "--otp", code)
+    wrong = cli(*args, "--otp", other_code(code))
+    assert right.exit_code == wrong.exit_code == 6
+    assert right.stdout == wrong.stdout == ""
+    assert right.stderr == wrong.stderr
+    assert column(store_url, "email", user) == USER_EMAIL
+    assert "auth.stepup" not in actions(store_url)
+
+
+def test_password_forgot_on_a_locked_account_answers_the_same_and_unlocks_nothing_by_itself(cli, user, store_url):
+    lock(cli, user)
+    locked = cli("password", "forgot", user, "--email", USER_EMAIL)
+    unknown = cli("password", "forgot", "ZZZ999999", "--email", USER_EMAIL)
+    for result in (locked, unknown):
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "", FORGOT)
+    code = last_code(cli, USER_EMAIL)
+    # Until the reset code is used, the lock stands: the right password and a wrong reset code are refused.
+    right = try_login(cli, user)
+    assert (right.exit_code, right.stdout, right.stderr) == (8, "", LOCKED)
+    assert code != "AAAA-AAAA-AAAA"
+    wrong = set_password(cli, user, "AAAA-AAAA-AAAA", NEW_PASSWORD)
+    assert (wrong.exit_code, wrong.stdout, wrong.stderr) == (6, "", BAD_CODE)
+    assert column(store_url, "locked_at", user) is not None
+    assert try_login(cli, user, password=NEW_PASSWORD).exit_code == 8
+    # The reset code itself is the way out.
+    assert set_password(cli, user, code, NEW_PASSWORD).exit_code == 0
+    assert column(store_url, "locked_at", user) is None
+
+
+def test_unlock_ends_the_sessions_and_workstation_trusts_left_open_in_the_store(cli, user, admin_a, store_url, isolate):
+    """Locking already ends them; unlocking ends them again, whatever the store held (a lock set by hand)."""
+    from tests.commands.test_accounts import set_account
+
+    login(cli, user)  # a session and a workstation trust for the user
+    set_account(store_url, user, locked_at=clock.now())  # a lock that left them open
+    open_rows = (
+        "SELECT (SELECT count(*) FROM auth_session s JOIN account a ON a.id = s.account_id "
+        "WHERE a.identifier = :i AND s.revoked_at IS NULL), "
+        "(SELECT count(*) FROM trusted_device t JOIN account a ON a.id = t.account_id "
+        "WHERE a.identifier = :i AND t.revoked_at IS NULL)"
+    )
+    assert query(store_url, open_rows, i=user) == [(1, 1)]
+    relogin(cli, admin_a)
+    done = cli("accounts", "unlock", user, "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert query(store_url, open_rows, i=user) == [(0, 0)]
+    # The administrator starts the reset but never sees the code: it went to the user's e-mail only.
+    reset = last_code(cli, USER_EMAIL)
+    assert reset not in done.stdout + done.stderr
+    assert reset.replace("-", "") not in done.stdout + done.stderr
 
 
 def session_tokens_of(url: str, identifier: str) -> int:

@@ -254,6 +254,27 @@ def test_a_code_is_stored_only_as_a_keyed_hash(app, agent, forced_code):
     assert "[blanked]" in body
 
 
+def test_a_code_is_compared_with_hmac_compare_digest(app, agent, forced_code, monkeypatch):
+    """The keyed hash of the code given is compared with the stored ones in constant time."""
+    compared: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(codes.hmac, "compare_digest", spy)
+    send(app, agent)
+    ((key,),) = sql(app, "SELECT value FROM store_meta WHERE key = :k", k=codes.KEY_NAME)
+    keyed = hmac.new(bytes.fromhex(key), b"000042", hashlib.sha256).hexdigest()
+    assert isinstance(verify(app, agent, "999999"), AuthError)
+    wrong = hmac.new(bytes.fromhex(key), b"999999", hashlib.sha256).hexdigest()
+    assert (keyed, wrong) in compared or (wrong, keyed) in compared  # the wrong guess went through it too
+    compared.clear()
+    assert verify(app, agent, forced_code) is None
+    assert (keyed, keyed) in compared
+
+
 def test_the_outbox_copy_is_blanked_once_expired(app, agent, forced_code):
     from pepsctl.domain import notify
 
