@@ -6,6 +6,10 @@
   career and pension services and account management), the CCAS has not answered yet and the
   Syndicat refused. One of its agents holds read rights on the Mairie's pension services.
 - CCAS de Démoville and Syndicat des eaux de Démo: small establishments with one administrator.
+- SIVOM de la vallée de Démo: it delegated to the centre de gestion long ago, and its only
+  administrator's account has since expired: no active administrator (what the centre de gestion's
+  audit shows, with the fix: renew it, or create another through the delegation).
+- A legacy account of the Mairie, migrated from the former platform without a first name.
 
 Every demo administrator has the same demo password and authenticator-app secret.
 """
@@ -34,6 +38,7 @@ DEMO_TOTP_SECRET = "DEMOVILLEMAIRIEDEMOVILLEMAIRIEAB"  # noqa: S105
 CDG_SIRET = "25999002600009"
 CCAS_SIRET = "21999005800006"
 SYNDICAT_SIRET = "20999003500005"
+SIVOM_SIRET = "25999040600003"
 # (siret, name, funds, administrator: civility, last, first, e-mail, phone, function)
 _OTHERS = [
     (
@@ -53,6 +58,12 @@ _OTHERS = [
         "Syndicat des eaux de Démo",
         (FundContract("IRCANTEC", "I-2020-55120"),),
         ("M", "Robin", "Olivier", "olivier.robin@eaux-demo.example.fr", "06 40 50 60 70", None),
+    ),
+    (
+        SIVOM_SIRET,
+        "SIVOM de la vallée de Démo",
+        (FundContract("CNRACL", "C-75-006120"),),
+        ("M", "Perrin", "Alain", "alain.perrin@sivom-demo.example.fr", "06 45 56 67 78", "Secrétaire général"),
     ),
 ]
 # The Mairie's rights: (identifier's first and last name, service, level)
@@ -85,6 +96,8 @@ _PEOPLE = [
     ("M", "Hugo", "Lambert", "hugo.lambert", "06 01 02 03 04", USER, "pending"),
     ("MME", "Nadia", "Colin", "nadia.colin", "06 22 33 44 55", USER, "stale"),
     ("M", "Marc", "Blanc", "marc.blanc", "06 77 88 99 00", USER, "invalid-phone"),
+    # Migrated from the former platform without a first name: a nominative account must name its person.
+    ("MME", "", "Mercier", "c.mercier", "06 23 45 67 89", USER, "active"),
 ]
 # Accounts whose agent never logged in since their phone was set: their number is not proven.
 _UNVERIFIED = {"jeanne.dupont", "lea.girard", "accueil"}
@@ -254,13 +267,21 @@ def _rights_and_delegations(env: Env, mairie: Establishment, now, password_hash:
     )
     services = catalogue.services(env.session)
     scope = [s.code for s in services if s.theme in _DELEGATED_THEMES or s.held_by]
+    # (establishment, status, reason, scope, days ago)
     states = [
-        (mairie, "accepted", None, scope),
-        (others[CCAS_SIRET][0], "pending", None, scope),
-        (others[SYNDICAT_SIRET][0], "refused", "Nous gérons nos comptes nous-mêmes.", scope),
+        (mairie, "accepted", None, scope, 10),
+        (others[CCAS_SIRET][0], "pending", None, scope, 10),
+        (others[SYNDICAT_SIRET][0], "refused", "Nous gérons nos comptes nous-mêmes.", scope, 10),
+        (others[SIVOM_SIRET][0], "accepted", None, scope, 400),
     ]
+    # The SIVOM's only administrator has not been renewed since: his account expired three months ago.
+    sivom_admin = others[SIVOM_SIRET][1]
+    sivom_admin.activated_at = sivom_admin.phone_verified_at = now - timedelta(days=900)
+    sivom_admin.last_login_at = now - timedelta(days=95)
+    sivom_admin.expires_at = now - timedelta(days=90)
+    env.session.add(sivom_admin)
     accepted_id = None
-    for target, status, reason, codes in states:
+    for target, status, reason, codes, days in states:
         assert target.id is not None
         decided = status != "pending"
         delegation = Delegation(
@@ -268,16 +289,16 @@ def _rights_and_delegations(env: Env, mairie: Establishment, now, password_hash:
             establishment_id=target.id,
             status=status,
             requested_by=cdg_admin.identifier,
-            requested_at=now - timedelta(days=10),
+            requested_at=now - timedelta(days=days),
             decided_by=("system:demo" if decided else None),
-            decided_at=(now - timedelta(days=8) if decided else None),
+            decided_at=(now - timedelta(days=days - 2) if decided else None),
             reason=reason,
         )
         env.session.add(delegation)
         env.session.flush()
         assert delegation.id is not None
         env.session.add_all(DelegationService(delegation_id=delegation.id, service_code=c) for c in codes)
-        if status == "accepted":
+        if target is mairie:
             accepted_id = delegation.id
     env.session.add_all(
         AccountRight(

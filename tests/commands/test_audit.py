@@ -45,6 +45,7 @@ DEMO_PASSWORD = "jardin-des-plantes-demo"
 DEMO_TOTP = {"PEPSCTL_TOTP_SECRET": "DEMOVILLEMAIRIEDEMOVILLEMAIRIEAB"}
 DEMO_MAIRIE = "21999001700010"
 DEMO_CDG = "25999002600009"
+DEMO_SIVOM = "25999040600003"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -850,9 +851,9 @@ def test_the_demo_centre_de_gestion_audits_the_mairie_and_itself_only(cli):
         {
             "establishment": DEMO_MAIRIE,
             "name": "Mairie de Démoville",
-            "accounts": 15,
+            "accounts": 16,
             "active_administrators": 2,
-            "errors": 7,
+            "errors": 8,
             "warnings": 7,
             "ready": False,
         },
@@ -865,10 +866,44 @@ def test_the_demo_centre_de_gestion_audits_the_mairie_and_itself_only(cli):
             "warnings": 1,
             "ready": True,
         },
+        {
+            "establishment": DEMO_SIVOM,
+            "name": "SIVOM de la vallée de Démo",
+            "accounts": 1,
+            "active_administrators": 0,
+            "errors": 1,
+            "warnings": 1,
+            "ready": False,
+        },
     ]  # not the CCAS (pending request) nor the Syndicat (refused)
     assert (
-        result.stderr == "Error: Not ready: 1 of 2 establishment(s) ready; 7 error(s), 8 warning(s).\n" + NOT_READY_HINT
+        result.stderr == "Error: Not ready: 1 of 3 establishment(s) ready; 9 error(s), 9 warning(s).\n" + NOT_READY_HINT
     )
+
+
+def test_the_demo_shows_every_kind_of_finding_to_its_centre_de_gestion(cli):
+    from pepsctl.domain.audit import CHECKS
+
+    demo_login(cli, demo(cli))
+
+    code, findings, _stderr = readiness(cli)
+
+    assert code == 1
+    assert {f["check"] for f in findings} == {check for check, _severity, _detail in CHECKS}
+    (lost,) = [f for f in findings if f["check"] == "no-administrator"]
+    assert lost["establishment"] == DEMO_SIVOM and lost["identifier"] is None
+
+
+def test_the_centre_de_gestion_gives_the_sivom_an_administrator_again(cli):
+    """The SIVOM's fix, through the delegation: renew its administrator's expired account."""
+    demo_login(cli, demo(cli))
+    (expired,) = [f for f in readiness(cli)[1] if f["establishment"] == DEMO_SIVOM and f["check"] == "expired-account"]
+
+    cli.ok("accounts", "renew", expired["identifier"])
+
+    # Ready again; one administrator is still a warning (name a second one).
+    left = [(f["check"], f["severity"]) for f in readiness(cli)[1] if f["establishment"] == DEMO_SIVOM]
+    assert left == [("single-administrator", "warning")]
 
 
 # -- a store that cannot be reached ------------------------------------------------------------------
@@ -924,6 +959,7 @@ def test_a_store_never_initialised_is_exit_9(tmp_path, args):
 
 DEMO_PROBLEMS = {
     "cgu-not-accepted",
+    "missing-identity",
     "generic-account",
     "missing-phone",
     "invalid-phone",
@@ -956,6 +992,9 @@ def test_the_demo_is_not_ready_and_becomes_ready_by_applying_each_fix(cli):
             if identifier not in deleted:
                 cli.ok("accounts", "delete", identifier, "--yes")
                 deleted.add(identifier)
+        elif f["check"] == "missing-identity":
+            assert fix.startswith(f"pepsctl accounts update {identifier} --last-name")
+            cli.ok("accounts", "update", identifier, "--first-name", "Camille")
         elif f["check"] in ("missing-phone", "invalid-phone", "shared-phone"):
             assert f"pepsctl accounts update {identifier} --phone" in fix
             if identifier not in deleted | rephoned:

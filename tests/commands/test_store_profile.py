@@ -156,7 +156,7 @@ def test_init_creates_then_reports_ready(tmp_path):
 def test_init_demo_twice_adds_the_demo_once(cli):
     cli.ok("init", "--demo")
     counts = cli.json("store", "status")["counts"]
-    assert counts["establishments"] == 4  # the Mairie, the centre de gestion, the CCAS, the Syndicat
+    assert counts["establishments"] == 5  # the Mairie, the centre de gestion, the CCAS, the Syndicat, the SIVOM
     assert counts["accounts"] >= 1
     again = cli.ok("init", "--demo")
     assert "already there" in again.stderr
