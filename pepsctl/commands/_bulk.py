@@ -18,24 +18,28 @@ SkipInvalidOpt = Annotated[
 ]
 
 
-def _writable_report(value: Path | None) -> Path | None:
-    """Refuse a --report path that cannot be written before the import runs, not after it applied."""
+def check_report(path: Path | None) -> None:
+    """Refuse a --report path that cannot be written before the import runs, not after it applied:
+    exit 3 with the message of an --output path that cannot be written."""
+    import errno
     import os
 
-    if value is None or str(value) == "-":
-        return value
-    if value.is_dir():
-        raise typer.BadParameter(_("{path} is a directory.").format(path=value))
-    if value.exists():
-        writable = os.access(value, os.W_OK)
+    from pepsctl.errors import InvalidInput
+
+    if path is None or str(path) == "-":
+        return
+    if path.is_dir():
+        reason = errno.EISDIR
+    elif path.exists():
+        reason = 0 if os.access(path, os.W_OK) else errno.EACCES
+    elif not path.parent.is_dir():
+        reason = errno.ENOENT
     else:
-        folder = value.parent
-        if not folder.is_dir():
-            raise typer.BadParameter(_("the folder {path} does not exist.").format(path=folder))
-        writable = os.access(folder, os.W_OK | os.X_OK)
-    if not writable:
-        raise typer.BadParameter(_("{path} cannot be written (permission denied).").format(path=value))
-    return value
+        reason = 0 if os.access(path.parent, os.W_OK | os.X_OK) else errno.EACCES
+    if reason:
+        raise InvalidInput(
+            _("Cannot write {path}: {reason}").format(path=path, reason=os.strerror(reason)), field="output"
+        )
 
 
 ReportOpt = Annotated[
@@ -44,7 +48,6 @@ ReportOpt = Annotated[
         "--report",
         help=_("Write the rejected rows, with a 'reason' column, to this CSV (checked before the import runs)."),
         show_default=False,
-        callback=_writable_report,
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help=_("No progress bar."))]

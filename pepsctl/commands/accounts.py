@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt
+from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt, check_report
 from pepsctl.commands._options import (
     DryRunOpt,
     EstablishmentOpt,
@@ -244,6 +244,7 @@ def renew(
 def _renew_file(ctx, file, establishment, dry_run, skip_invalid, report, quiet, yes, otp, format) -> None:
     from pepsctl.domain import accounts_bulk
 
+    check_report(report)
     source = accounts_bulk.read_renew_file(str(file))
     for warning in source.warnings:
         output.warn(warning)
@@ -350,6 +351,7 @@ def import_(
     """
     from pepsctl.domain import accounts_bulk
 
+    check_report(report)
     source = accounts_bulk.read_file(str(file))
     for warning in source.warnings:
         output.warn(warning)

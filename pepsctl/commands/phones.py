@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt
+from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt, check_report
 from pepsctl.commands._bulk import finish as _finish
 from pepsctl.commands._options import (
     DryRunOpt,
@@ -87,6 +87,7 @@ def import_(
     """
     from pepsctl.domain import phones
 
+    check_report(report)
     app_ = get_app(ctx)
     source = phones.read_file(str(file))
     for warning in source.warnings:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt, finish
+from pepsctl.commands._bulk import PROGRESS_THRESHOLD, QuietOpt, ReportOpt, SkipInvalidOpt, check_report, finish
 from pepsctl.commands._options import (
     DryRunOpt,
     EstablishmentOpt,
@@ -271,6 +271,7 @@ def import_(
     """
     from pepsctl.domain import rights_bulk
 
+    check_report(report)
     app_ = get_app(ctx)
     source = rights_bulk.read_file(str(file))
     for warning in source.warnings:

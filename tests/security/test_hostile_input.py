@@ -360,6 +360,27 @@ def test_paths_that_cannot_be_read_or_written_are_refused_cleanly(cli, user, tmp
         assert "s3cret" not in result.stderr
 
 
+@sqlite_only
+@pytest.mark.parametrize(
+    "command",
+    [("phones", "import"), ("accounts", "import"), ("accounts", "renew", "--file"), ("rights", "import")],
+    ids=" ".join,
+)
+def test_every_import_refuses_an_unwritable_report_before_reading_its_file(cli, user, tmp_path, command):
+    """The report is checked first: nothing is read, applied or audited when it cannot be written."""
+    good = tmp_path / "rows.csv"
+    good.write_text(f"identifier;phone;service;level\n{user};06 12 34 56 78;cir;read\n", encoding="utf-8")
+    report = tmp_path / "no" / "such" / "dir" / "report.csv"
+    events = len(cli.json("history"))
+
+    result = cli(*command, str(good), "--yes", "--skip-invalid", "--report", str(report))
+
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.startswith(f"Error: Cannot write {report}: No such file or directory"), result.stderr
+    assert cli.json("batches", "list") == []
+    assert len(cli.json("history")) == events
+
+
 def _app():
     from pepsctl.cli import app
 
