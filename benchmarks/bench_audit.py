@@ -24,14 +24,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.measure import run_child as measure_child  # noqa: E402 - after the path is set
+from benchmarks.measure import isolated_env  # noqa: E402 - after the path is set
+from benchmarks.measure import run_child as measure_child  # noqa: E402
 
 
 def run_child(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, int, float, float]:
@@ -117,16 +117,7 @@ def main() -> None:
     parser.add_argument("--store", help="store URL (default: a temporary SQLite file); the database must be empty")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="pepsctl-bench-"))
-    env = dict(os.environ)
-    env.update(
-        PEPSCTL_CONFIG_DIR=str(tmp / "config"),
-        PEPSCTL_DATA_DIR=str(tmp / "data"),
-        PEPSCTL_STATE_DIR=str(tmp / "state"),
-        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
-        PEPSCTL_OUTBOX="1",
-        PEPSCTL_STORE=args.store or f"sqlite:///{tmp / 'bench.db'}",
-    )
+    tmp, env = isolated_env(args.store)
     pepsctl = [sys.executable, "-m", "pepsctl"]
     subprocess.run([*pepsctl, "init", "--demo"], env=env, check=True, capture_output=True)
 

@@ -7,12 +7,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.measure import isolated_env  # noqa: E402 - after the path is set
 
 
 def timed(cmd: list[str], env: dict[str, str], runs: int, stdin: str | None = None) -> tuple[float, float]:
@@ -68,17 +69,8 @@ def main() -> None:
     parser.add_argument("--store", help="store URL (default: a temporary SQLite file)")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="pepsctl-bench-"))
-    env = dict(os.environ)
-    env.update(
-        PEPSCTL_CONFIG_DIR=str(tmp / "config"),
-        PEPSCTL_DATA_DIR=str(tmp / "data"),
-        PEPSCTL_STATE_DIR=str(tmp / "state"),
-        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
-        PEPSCTL_OUTBOX="1",
-    )
-    store = args.store or f"sqlite:///{tmp / 'bench.db'}"
-    env["PEPSCTL_STORE"] = store
+    _tmp, env = isolated_env(args.store)
+    store = env["PEPSCTL_STORE"]
     pepsctl = [sys.executable, "-m", "pepsctl"]
 
     rows = []
@@ -87,15 +79,17 @@ def main() -> None:
     rows.append(("pepsctl accounts create --help", *timed([*pepsctl, "accounts", "create", "--help"], env, args.runs)))
 
     subprocess.run([*pepsctl, "init", "--demo"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [*pepsctl, "login", "MDU000001", "--password-stdin"],
-        env=env,
-        input="jardin-des-plantes-demo\n",
+    from pepsctl.domain.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+
+    subprocess.run(  # the demo administrator's second factor is an authenticator app, as in CI
+        [*pepsctl, "login", "MDU000001", "--password-stdin", "--totp"],
+        env={**env, "PEPSCTL_TOTP_SECRET": DEMO_TOTP_SECRET},
+        input=DEMO_PASSWORD + "\n",
         text=True,
         check=True,
         capture_output=True,
     )
-    rows.append(("accounts list (demo, 13 accounts)", *timed([*pepsctl, "accounts", "list"], env, args.runs)))
+    rows.append(("accounts list (demo Mairie, 16 accounts)", *timed([*pepsctl, "accounts", "list"], env, args.runs)))
 
     from benchmarks.generate import add_accounts
     from pepsctl.domain.demo import DEMO_SIRET

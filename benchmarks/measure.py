@@ -1,4 +1,5 @@
-"""Time a command as a child process: wall time, exit code, and the child's own peak RSS and CPU time.
+"""What the benchmarks share: an isolated pepsctl environment, and timing a command as a child process
+(wall time, exit code, and the child's own peak RSS and CPU time).
 
 ``ru_maxrss`` counts a process's whole life, the moments between ``fork`` and ``exec`` included: a
 child forked from a benchmark that holds a 300,000-row data set would report the benchmark's memory,
@@ -9,8 +10,10 @@ its ``wait4`` usage; the launcher's own fork carries only the launcher's few meg
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,3 +42,20 @@ def run_child(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, in
     # The launcher's own start-up (≈ 20 ms) is not in "wall"; keep the smaller of the two.
     wall = min(figures["wall"], elapsed)
     return wall, figures["code"], figures["peak_mb"], figures["cpu"], err.read_text(encoding="utf-8", errors="replace")
+
+
+def isolated_env(store: str | None) -> tuple[Path, dict[str, str]]:
+    """A new temporary folder and the environment of a pepsctl that keeps everything there: its own
+    config, data and state, no OS keyring, the outbox allowed, and ``store`` (default: a SQLite file
+    in the folder)."""
+    tmp = Path(tempfile.mkdtemp(prefix="pepsctl-bench-"))
+    env = dict(os.environ)
+    env.update(
+        PEPSCTL_CONFIG_DIR=str(tmp / "config"),
+        PEPSCTL_DATA_DIR=str(tmp / "data"),
+        PEPSCTL_STATE_DIR=str(tmp / "state"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        PEPSCTL_OUTBOX="1",
+        PEPSCTL_STORE=store or f"sqlite:///{tmp / 'bench.db'}",
+    )
+    return tmp, env
