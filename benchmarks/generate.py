@@ -19,6 +19,7 @@ from sqlmodel import Session
 from pepsctl import clock
 from pepsctl.domain import accounts, passwords
 from pepsctl.domain import validation as v
+from pepsctl.domain.generic import refresh_hints
 from pepsctl.store import queries
 from pepsctl.store.models import Account
 
@@ -502,6 +503,8 @@ def build_dataset(
         queries.bulk_insert(session, DelegationService, scope_rows)
         counts["delegations"] = len(delegation_rows)
         counts["delegation_services"] = len(scope_rows)
+        # As pepsctl does before every commit: the generic-account verdicts of the new accounts.
+        counts["generic_hints"] = refresh_hints(session)
     if analyze and engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")

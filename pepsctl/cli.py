@@ -144,5 +144,15 @@ delegations.register(app)
 audit.register(app)
 
 
+# A pepsctl process is short and allocates in bursts (the rows of an audit or of an import): the
+# cyclic garbage collector's default pace (a pass every 700 allocations, whole-heap passes on top)
+# cost ≈ 0.25 s of a 2.4 s audit over 300,000 accounts. Reference counting frees almost everything;
+# the collector still runs, every 50,000 allocations.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
 def main() -> None:
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLD)
     app()

@@ -63,8 +63,7 @@ class AppContext:
     def engine(self, *, create: bool = False, check_schema: bool = True) -> Engine:
         if self._engine is None:
             from pepsctl import secrets
-            from pepsctl.store.engine import create_store_engine, read_schema_version, translate_errors
-            from pepsctl.store.migrate import check_version
+            from pepsctl.store.engine import check_version, create_store_engine, read_schema_version, translate_errors
 
             password = None
             if self.store.dialect == "postgresql" and not self.store.has_password:
@@ -127,6 +126,7 @@ class AppContext:
         from sqlmodel import Session
 
         from pepsctl.domain.env import Env
+        from pepsctl.domain.generic import refresh_hints
         from pepsctl.store.engine import translate_errors
 
         engine = self.engine(create=create, check_schema=check_schema)
@@ -148,6 +148,8 @@ class AppContext:
                 session.rollback()
                 raise
             else:
+                # What the transaction wrote may have changed names or e-mails: their verdicts too.
+                refresh_hints(session)
                 session.commit()
                 gateway.flush()
 

@@ -18,6 +18,7 @@ from pepsctl import clock
 from pepsctl.domain import authz, codes, history, lockout, notify, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, USER, Env
+from pepsctl.domain.generic import generic_hint
 from pepsctl.domain.models import AccountChanges, AccountFilter, AccountView, NewAccount
 from pepsctl.errors import Conflict, InvalidInput, LastAdministrator
 from pepsctl.i18n import _
@@ -138,6 +139,7 @@ def insert_account(
         must_set_password=True,
         created_at=now,
         updated_at=now,
+        generic_hint=generic_hint(first_name, last_name, email),
     )
     env.session.add(account)
     env.session.flush()

@@ -48,6 +48,7 @@ from pepsctl import clock
 from pepsctl.domain import accounts, authz, bulk, codes, csvio, history, notify, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import ADMIN, USER, Env
+from pepsctl.domain.generic import generic_hint
 from pepsctl.domain.history import NewEvent
 from pepsctl.errors import InvalidInput, LastAdministrator
 from pepsctl.i18n import _
@@ -546,6 +547,7 @@ def _apply(env: Env, source: csvio.CsvFile, establishment: Establishment, todo: 
                     "failed_attempts": 0,
                     "created_at": now,
                     "updated_at": now,
+                    "generic_hint": generic_hint(values["first_name"], values["last_name"], values["email"]),
                 }
             )
         queries.bulk_insert(session, Account, rows)

@@ -10,11 +10,9 @@ and the command that fixes it. ``generic`` and ``stale`` are the same machinery,
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import LargeBinary, and_, case, cast, func, or_, select
 from sqlmodel import col
@@ -22,6 +20,7 @@ from sqlmodel import col
 from pepsctl import clock
 from pepsctl.domain import accounts, authz
 from pepsctl.domain.env import ADMIN, Env
+from pepsctl.domain.generic import ROLE_WORDS, generic_signals
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _
 from pepsctl.store.models import Account, Delegation, DelegationService, Establishment, Service
@@ -50,89 +49,8 @@ SEVERITY = {code: severity for code, severity, _d in CHECKS}
 _DETAILS = {code: description for code, _s, description in CHECKS}
 _ORDER = {code: i for i, (code, _s, _d) in enumerate(CHECKS)}
 
-# Words that name a role, a place or a service rather than a person (folded: lower case, no accents).
-ROLE_WORDS = frozenset(
-    [
-        "accueil",
-        "secretariat",
-        "secretaire",
-        "mairie",
-        "rh",
-        "drh",
-        "grh",
-        "sirh",
-        "paie",
-        "paye",
-        "compta",
-        "comptabilite",
-        "comptable",
-        "direction",
-        "directeur",
-        "service",
-        "services",
-        "contact",
-        "admin",
-        "administrateur",
-        "administration",
-        "informatique",
-        "dsi",
-        "dgs",
-        "ccas",
-        "cias",
-        "standard",
-        "courrier",
-        "courriers",
-        "finances",
-        "finance",
-        "personnel",
-        "gestion",
-        "gestionnaire",
-        "agent",
-        "agents",
-        "test",
-        "tests",
-        "generique",
-        "commun",
-        "commune",
-        "communs",
-        "equipe",
-        "bureau",
-        "guichet",
-        "etatcivil",
-        "urbanisme",
-        "technique",
-        "techniques",
-        "cantine",
-        "ecole",
-        "retraite",
-        "retraites",
-        "carriere",
-        "carrieres",
-        "ressources",
-        "humaines",
-        "info",
-        "infos",
-        "noreply",
-        "support",
-        "cdg",
-        "syndicat",
-        "sivu",
-        "sivom",
-        "ehpad",
-        "hopital",
-        "centre",
-        "pole",
-        "cellule",
-        "mission",
-    ]
-)
-# Role words that are also common French surnames: alone, they do not accuse anyone.
-SURNAME_ROLE_WORDS = frozenset({"paye", "service", "bureau", "standard", "commune", "centre", "mission", "agent"})
-_SEPARATORS = re.compile(r"\s(et|and)\s|[&/,;+]|\s-\s", re.IGNORECASE)
-_TOKENS = re.compile(r"[a-z]+")
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: tens of thousands are built per audit, and frozen init costs 5 ×
 class Finding:
     establishment: str
     establishment_name: str
@@ -198,55 +116,6 @@ def _scope_condition(env: Env, siret: str | None, column):
 
 
 # -- generic accounts ----------------------------------------------------------------------------
-
-
-def fold(text: str | None) -> str:
-    if text is not None and text.isascii():
-        return text.casefold()  # NFKD leaves ASCII as it is: the same result, without the walk
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def generic_signals(first_name: str, last_name: str, email: str, *, mailbox_shared: bool) -> list[str]:
-    """Why an account looks shared or not personal (empty: it looks personal).
-
-    Strong signals accuse alone; weak ones need a second: a real surname that happens to be a role
-    word ("Paye", "Service") is not enough.
-    """
-    strong: list[str] = []
-    weak: list[str] = []
-    first_tokens, first_separated, first_digits = _name_facts(first_name)
-    last_tokens, last_separated, last_digits = _name_facts(last_name)
-    if first_tokens & ROLE_WORDS:
-        strong.append(_("first name {name!r} is a role, not a person").format(name=first_name))
-    role_last = last_tokens & ROLE_WORDS
-    if role_last:
-        (weak if role_last <= SURNAME_ROLE_WORDS else strong).append(
-            _("last name {name!r} is a role word").format(name=last_name)
-        )
-    if first_separated or last_separated:
-        strong.append(_("several people in one name"))
-    if first_digits or last_digits:
-        weak.append(_("digits in the name"))
-    local = fold(email.partition("@")[0])
-    tokens = [t for t in _TOKENS.findall(local) if t not in first_tokens and t not in last_tokens]
-    roles = [t for t in tokens if t in ROLE_WORDS]
-    if roles:
-        personal = [t for t in tokens if t not in ROLE_WORDS and len(t) > 1]
-        (weak if personal or (first_tokens | last_tokens) & set(_TOKENS.findall(local)) else strong).append(
-            _("the mailbox {local!r} is a role's").format(local=email.partition("@")[0])
-        )
-    if mailbox_shared:
-        strong.append(_("the mailbox is used by several accounts"))
-    if strong or len(weak) >= 2:
-        return strong + weak
-    return []
-
-
-@lru_cache(maxsize=65536)
-def _name_facts(name: str) -> tuple[frozenset[str], bool, bool]:
-    """A name's folded words, and whether it holds a separator or a digit (cached: names repeat)."""
-    return frozenset(_TOKENS.findall(fold(name))), bool(_SEPARATORS.search(name)), any(c.isdigit() for c in name)
 
 
 def _local_part(dialect: str):
@@ -338,7 +207,8 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
     now = clock.now()
     in_scope_est = _scope_condition(env, siret, col(Establishment.id))
     in_scope_acc = _scope_condition(env, siret, col(Account.establishment_id))
-    findings: list[Finding] = []
+    # Findings per establishment: its own first (in CHECKS order), then its accounts' (by identifier).
+    own: dict[int, list[Finding]] = {}
     summaries: dict[int, list] = {}
     names: dict[int, tuple[str, str]] = {}
     texts = _fix_texts()
@@ -346,24 +216,32 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
         # The plan's estimates are inflated (joins on expressions): JIT would compile for ≈ 0.5 s, in vain.
         env.session.connection().exec_driver_sql("SET LOCAL jit = off")
 
-    for est_id, est_siret, name, cgu_at, total, admins in env.session.execute(_establishments(env, in_scope_est, now)):
+    for est_id, est_siret, name, cgu_missing, total, admins in env.session.execute(
+        _establishments(env, in_scope_est, now)
+    ):
         names[est_id] = (est_siret, name)
         summaries[est_id] = [est_siret, name, int(total), int(admins), 0, 0]
+        found: list[Finding] = []
         if int(admins) == 0 and "no-administrator" in wanted:
             fix = _fix(texts, "no-administrator", est_siret, None)
-            findings.append(_finding(est_siret, name, "no-administrator", None, _("no active administrator"), fix))
+            found.append(_finding(est_siret, name, "no-administrator", None, _("no active administrator"), fix))
         elif int(admins) == 1 and "single-administrator" in wanted:
             fix = _fix(texts, "single-administrator", est_siret, None)
-            findings.append(_finding(est_siret, name, "single-administrator", None, _("one active administrator"), fix))
-        if cgu_at is None and "cgu-not-accepted" in wanted:
+            found.append(_finding(est_siret, name, "single-administrator", None, _("one active administrator"), fix))
+        if cgu_missing and "cgu-not-accepted" in wanted:
             fix = _fix(texts, "cgu-not-accepted", est_siret, None)
-            findings.append(_finding(est_siret, name, "cgu-not-accepted", None, _("CGU not accepted"), fix))
+            found.append(_finding(est_siret, name, "cgu-not-accepted", None, _("CGU not accepted"), fix))
+        if found:
+            own[est_id] = found
 
-    findings += _account_findings(env, in_scope_acc, now, wanted, names, texts)
-    findings.sort(key=lambda f: (f.establishment, f.identifier or "", _ORDER[f.check]))
-    by_siret = {values[0]: values for values in summaries.values()}
-    for f in findings:
-        by_siret[f.establishment][4 if f.severity == ERROR else 5] += 1
+    of_accounts = _account_findings(env, in_scope_acc, now, wanted, names, texts)
+    # Ordered by establishment (SIRET), then identifier, then check: no sort of the findings themselves.
+    findings: list[Finding] = []
+    for est_id in sorted(summaries, key=lambda i: summaries[i][0]):
+        counts = summaries[est_id]
+        for f in (*own.get(est_id, ()), *of_accounts.get(est_id, ())):
+            counts[4 if f.severity == ERROR else 5] += 1
+            findings.append(f)
     report = Report(findings)
     report.establishments = [
         EstablishmentSummary(s, n, total, admins, errors, warns, errors == 0)
@@ -375,7 +253,9 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
 def _establishments(env: Env, in_scope, now: datetime):
     """The establishments in scope, each with its number of accounts and of active administrators."""
     active_admin = and_(col(Account.profile) == ADMIN, accounts_active(now))
-    columns = (Establishment.id, Establishment.siret, Establishment.name, Establishment.cgu_accepted_at)
+    # Whether the CGU were accepted, not when: no date-time to convert for each of 40,000 rows.
+    cgu_missing = col(Establishment.cgu_accepted_at).is_(None)
+    columns = (Establishment.id, Establishment.siret, Establishment.name, cgu_missing.label("cgu_missing"))
     if env.dialect == "sqlite":
         # Two index lookups per establishment: cheaper on SQLite than grouping the outer join of every account.
         its = col(Account.establishment_id) == col(Establishment.id)
@@ -387,7 +267,7 @@ def _establishments(env: Env, in_scope, now: datetime):
         .outerjoin(Account, col(Account.establishment_id) == col(Establishment.id))
         .where(in_scope)
         .group_by(col(Establishment.id), col(Establishment.siret), col(Establishment.name))
-        .group_by(col(Establishment.cgu_accepted_at))
+        .group_by(cgu_missing)
         .order_by(col(Establishment.siret))
     )
 
@@ -414,7 +294,9 @@ def _finding(siret: str, name: str, check: str, row, detail: str, fix: str) -> F
     )
 
 
-def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str], names, texts) -> list[Finding]:
+def _account_findings(
+    env: Env, in_scope, now: datetime, wanted: frozenset[str], names, texts
+) -> dict[int, list[Finding]]:
     shared_phones = (
         select(col(Account.phone).label("phone"), func.count().label("n"))
         .where(col(Account.phone).is_not(None))
@@ -467,11 +349,17 @@ def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str],
         "pending-activation": and_(
             col(Account.activated_at).is_(None), col(Account.created_at) < now - timedelta(days=ACTIVATION_DAYS)
         ),
-        "generic-account": or_(_role_prefilter(env.dialect), mailbox_shared),
+        # The verdict kept on the account (pepsctl.domain.generic); for rows not known yet, the
+        # pre-filter. Python confirms either way, with the shared mailbox as one more signal.
+        "generic-account": or_(
+            col(Account.generic_hint).is_(True),
+            and_(col(Account.generic_hint).is_(None), _role_prefilter(env.dialect)),
+            mailbox_shared,
+        ),
     }
     selected = {name: condition for name, condition in flags.items() if name in wanted}
     if not selected:
-        return []
+        return {}
     # Every flag of a row in one integer (a bit per check, and one for a shared mailbox): few columns to fetch.
     bits = {name: 1 << i for i, name in enumerate(selected)}
     mailbox_bit = 1 << len(selected)
@@ -490,11 +378,15 @@ def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str],
     rows = env.session.execute(query.where(in_scope).where(or_(*selected.values()))).all()
     shared_bit = bits.get("shared-phone", 0)
     sharers = _sharers(env, [r.phone for r in rows if r.flags & shared_bit]) if shared_bit else {}
-    findings: list[Finding] = []
-    order = list(bits.items())
+    findings: dict[int, list[Finding]] = {}
+    order = sorted(bits.items(), key=lambda item: _ORDER[item[0]])  # each account's findings in CHECKS order
+    rows.sort(key=itemgetter(1, 0))  # by establishment, then identifier
     for row in rows:
         identifier, est_id, last_name, first_name, email, phone, flags = row
         siret, name = names[est_id]
+        found = findings.get(est_id)
+        if found is None:
+            found = findings[est_id] = []
         for check, bit in order:
             if not flags & bit:
                 continue
@@ -508,9 +400,7 @@ def _account_findings(env: Env, in_scope, now: datetime, wanted: frozenset[str],
             else:
                 detail = _DETAILS[check]
             fix = _fix(texts, check, siret, identifier)
-            findings.append(
-                Finding(siret, name, check, SEVERITY[check], identifier, last_name, first_name, detail, fix)
-            )
+            found.append(Finding(siret, name, check, SEVERITY[check], identifier, last_name, first_name, detail, fix))
     return findings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from pepsctl.domain import catalogue, codes
+from pepsctl.domain import catalogue, codes, generic
 from pepsctl.domain.models import StoreStatus
 from pepsctl.store import migrate
 from pepsctl.store.engine import read_schema_version
@@ -28,6 +28,7 @@ def initialise(engine: Engine) -> bool:
             session.add(StoreMeta(key=codes.KEY_NAME, value=codes.new_store_key()))
         if catalogue.store_version(session) != catalogue.shipped().version:
             catalogue.sync(session)
+        generic.refresh_hints(session)  # accounts from before migration 0007, or after a heuristic change
     return new
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 
-from pepsctl.errors import InvalidInput, PepsError, StoreError, StoreNotInitialised
+from pepsctl.errors import InvalidInput, PepsError, SchemaMismatch, StoreError, StoreNotInitialised
 from pepsctl.i18n import _
 
 SQLITE_BUSY_MS = 5000
@@ -215,3 +215,29 @@ def read_schema_version(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def check_version(found: str | None, *, display: str) -> None:
+    """Fail with exit 9 unless the store is at the schema version this code expects (without importing
+    Alembic: every command checks it)."""
+    from pepsctl.store.models import SCHEMA_VERSION
+
+    if found is None:
+        raise StoreNotInitialised(
+            _("The store {store} is not initialised.").format(store=display),
+            hint=_("Run 'pepsctl init' to create its schema."),
+        )
+    if found != SCHEMA_VERSION:
+        if found < SCHEMA_VERSION:
+            raise SchemaMismatch(
+                _("The store {store} is at schema version {found}; this pepsctl needs {need}.").format(
+                    store=display, found=found, need=SCHEMA_VERSION
+                ),
+                hint=_("Run 'pepsctl store upgrade'."),
+            )
+        raise SchemaMismatch(
+            _("The store {store} is at schema version {found}, newer than this pepsctl ({need}).").format(
+                store=display, found=found, need=SCHEMA_VERSION
+            ),
+            hint=_("Upgrade pepsctl."),
+        )

@@ -11,10 +11,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from pepsctl.errors import SchemaMismatch, StoreNotInitialised
-from pepsctl.i18n import _
-from pepsctl.store.models import SCHEMA_VERSION
-
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -50,29 +46,6 @@ def pending(engine: Engine) -> list[str]:
 
 def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
-
-
-def check_version(found: str | None, *, display: str) -> None:
-    """Fail with exit 9 unless the store is at the schema version this code expects."""
-    if found is None:
-        raise StoreNotInitialised(
-            _("The store {store} is not initialised.").format(store=display),
-            hint=_("Run 'pepsctl init' to create its schema."),
-        )
-    if found != SCHEMA_VERSION:
-        if found < SCHEMA_VERSION:
-            raise SchemaMismatch(
-                _("The store {store} is at schema version {found}; this pepsctl needs {need}.").format(
-                    store=display, found=found, need=SCHEMA_VERSION
-                ),
-                hint=_("Run 'pepsctl store upgrade'."),
-            )
-        raise SchemaMismatch(
-            _("The store {store} is at schema version {found}, newer than this pepsctl ({need}).").format(
-                store=display, found=found, need=SCHEMA_VERSION
-            ),
-            hint=_("Upgrade pepsctl."),
-        )
 
 
 @dataclass(frozen=True, slots=True)

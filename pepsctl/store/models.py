@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from pepsctl.store.types import UTCDateTime
 
 # The schema version this code expects: the newest Alembic revision (a test keeps them equal).
-SCHEMA_VERSION = "0006"
+SCHEMA_VERSION = "0007"
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Column:
@@ -73,6 +73,13 @@ class Account(SQLModel, table=True):
         Index("ix_account_establishment_profile", "establishment_id", "profile"),
         Index("ix_account_email", "email"),
         Index("ix_account_phone", "phone"),
+        # The accounts whose generic_hint is not known yet (few: refreshed before each commit).
+        Index(
+            "ix_account_generic_hint_unknown",
+            "id",
+            sqlite_where=text("generic_hint IS NULL"),
+            postgresql_where=text("generic_hint IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -100,6 +107,9 @@ class Account(SQLModel, table=True):
     totp_enabled_at: datetime | None = Field(default=None, sa_column=_dt())
     created_at: datetime = Field(sa_column=_dt(nullable=False))
     updated_at: datetime = Field(sa_column=_dt(nullable=False))
+    # Does the account look generic on its names and e-mail alone (pepsctl.domain.generic)? NULL: not
+    # known yet; a trigger resets it to NULL when a name or the e-mail changes (migration 0007).
+    generic_hint: bool | None = Field(default=None)
 
 
 class AuthSession(SQLModel, table=True):

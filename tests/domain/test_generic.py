@@ -1,4 +1,4 @@
-"""The generic-account heuristic (pepsctl.domain.audit.generic_signals), as a pure function.
+"""The generic-account heuristic (pepsctl.domain.generic.generic_signals), as a pure function.
 
 domain.md "Accounts": one account per person, no shared or generic accounts ("accueil",
 "secretariat", "mairie", a service mailbox…). A strong signal accuses alone; weak ones need a
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pepsctl.domain.audit import ROLE_WORDS, SURNAME_ROLE_WORDS, fold, generic_signals
+from pepsctl.domain.generic import ROLE_WORDS, SURNAME_ROLE_WORDS, fold, generic_signals
 
 # -- examples ----------------------------------------------------------------------------------------
 

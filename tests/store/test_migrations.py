@@ -13,9 +13,9 @@ from sqlmodel import SQLModel
 
 from pepsctl import config
 from pepsctl.store import migrate
-from pepsctl.store.engine import create_store_engine, parse_store_url, read_schema_version
+from pepsctl.store.engine import check_version, create_store_engine, parse_store_url, read_schema_version
 from pepsctl.store.models import SCHEMA_VERSION
-from tests.conftest import PG_ADMIN_URL, SIRET_A, Cli, register
+from tests.conftest import FROZEN_AT, PG_ADMIN_URL, SIRET_A, Cli, register
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -209,11 +209,59 @@ def test_newer_schema_is_refused_with_upgrade_pepsctl(cli, set_schema_version):
 def test_check_version_is_the_gate():
     from pepsctl.errors import SchemaMismatch, StoreNotInitialised
 
-    migrate.check_version(SCHEMA_VERSION, display="x")
+    check_version(SCHEMA_VERSION, display="x")
     with pytest.raises(StoreNotInitialised):
-        migrate.check_version(None, display="x")
+        check_version(None, display="x")
     with pytest.raises(SchemaMismatch, match="newer"):
-        migrate.check_version("9999", display="x")
+        check_version("9999", display="x")
     with pytest.raises(SchemaMismatch) as caught:
-        migrate.check_version("0000", display="x")
+        check_version("0000", display="x")
     assert "store upgrade" in (caught.value.hint or "")
+
+
+def test_store_upgrade_computes_the_verdicts_of_older_accounts(empty_store_url):
+    """A store from before migration 0007: ``store upgrade`` adds ``account.generic_hint`` and computes
+    each account's generic-account verdict (tests/store/test_generic_hint.py)."""
+    from alembic import command
+    from typer.testing import CliRunner
+
+    engine = create_store_engine(parse_store_url(empty_store_url))
+    try:
+        command.upgrade(migrate.alembic_config(engine), "0006")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO establishment (siret, siren, name, registration_path, status, created_at, updated_at)"
+                    " VALUES (:s, '219990017', 'Mairie', 'classic', 'active', :t, :t)"
+                ),
+                {"s": SIRET_A, "t": FROZEN_AT},
+            )
+            est_id = conn.execute(text("SELECT id FROM establishment")).scalar_one()
+            for identifier, first, last in (("ACC000001", "Accueil", "Mairie"), ("MSO000002", "Sophie", "Martin")):
+                conn.execute(
+                    text(
+                        "INSERT INTO account (identifier, establishment_id, profile, civility, last_name, first_name,"
+                        " email, must_set_password, failed_attempts, created_at, updated_at)"
+                        " VALUES (:i, :e, 'user', 'MME', :l, :f, :m, :b, 0, :t, :t)"
+                    ),
+                    {
+                        "i": identifier,
+                        "e": est_id,
+                        "l": last,
+                        "f": first,
+                        "m": f"{identifier}@x.fr",
+                        "b": True,
+                        "t": FROZEN_AT,
+                    },
+                )
+    finally:
+        engine.dispose()
+
+    Cli(empty_store_url, CliRunner()).ok("store", "upgrade")
+    engine = create_store_engine(parse_store_url(empty_store_url))
+    try:
+        with engine.connect() as conn:
+            kept = dict(conn.execute(text("SELECT identifier, generic_hint FROM account")).all())
+    finally:
+        engine.dispose()
+    assert {identifier: bool(hint) for identifier, hint in kept.items()} == {"ACC000001": True, "MSO000002": False}
