@@ -19,7 +19,7 @@ from sqlmodel import Session
 from pepsctl import clock
 from pepsctl.domain import accounts, passwords
 from pepsctl.domain import validation as v
-from pepsctl.domain.generic import refresh_hints
+from pepsctl.domain.generic import generic_hint, refresh_hints
 from pepsctl.store import queries
 from pepsctl.store.models import Account
 
@@ -37,6 +37,7 @@ def add_accounts(engine, siret: str, count: int) -> None:
         rows = []
         for i, number in enumerate(numbers):
             first, last = FIRST[i % 10], LAST[(i // 10) % 10]
+            email = f"{first.lower()}.{last.lower()}.{number}@bench.example.fr"
             rows.append(
                 {
                     "identifier": v.format_identifier(v.identifier_prefix(first, last), number),
@@ -45,7 +46,7 @@ def add_accounts(engine, siret: str, count: int) -> None:
                     "civility": "M",
                     "last_name": last,
                     "first_name": first,
-                    "email": f"{first.lower()}.{last.lower()}.{number}@bench.example.fr",
+                    "email": email,
                     "phone": f"+336{number % 100000000:08d}",
                     "phone_type": "mobile",
                     "password_hash": password_hash,
@@ -55,6 +56,7 @@ def add_accounts(engine, siret: str, count: int) -> None:
                     "expires_at": accounts.add_months(now, 17),
                     "created_at": now,
                     "updated_at": now,
+                    "generic_hint": generic_hint(first, last, email),  # as accounts create and import write it
                 }
             )
         session.execute(insert(Account), rows)

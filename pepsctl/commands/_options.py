@@ -43,6 +43,18 @@ EstablishmentOpt = Annotated[
         "--establishment", "-e", help=_("SIRET of the establishment (default: your own)."), show_default=False
     ),
 ]
+ScopeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--establishment",
+        "-e",
+        help=_(
+            "Only this establishment (SIRET). Default: your own and every establishment that delegated "
+            "account management to yours."
+        ),
+        show_default=False,
+    ),
+]
 OtpOpt = Annotated[
     str | None,
     typer.Option(

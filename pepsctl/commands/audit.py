@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pepsctl import output
-from pepsctl.commands._options import DryRunOpt, EstablishmentOpt, FormatOpt, fields_of, fmt, get_app, sub_app
+from pepsctl.commands._options import DryRunOpt, FormatOpt, ScopeOpt, fields_of, fmt, get_app, sub_app
 from pepsctl.errors import CheckFailed
 from pepsctl.i18n import _
 
@@ -38,7 +38,7 @@ def _render_findings(findings, format, title: str) -> None:
 @app.command("readiness")
 def readiness(
     ctx: typer.Context,
-    establishment: EstablishmentOpt = None,
+    establishment: ScopeOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help=_("Warnings fail too (exit 1)."))] = False,
     summary: Annotated[
         bool, typer.Option("--summary", help=_("One row per establishment instead of one per finding."))
@@ -83,7 +83,7 @@ def readiness(
 
 
 @app.command("generic")
-def generic(ctx: typer.Context, establishment: EstablishmentOpt = None, format: FormatOpt = None) -> None:
+def generic(ctx: typer.Context, establishment: ScopeOpt = None, format: FormatOpt = None) -> None:
     """Accounts that look shared or not personal, each with its reasons; exit 1 when there are any.
 
     Role words in names or in the mailbox (accueil, secretariat, mairie, rh, paie…), several people
@@ -109,7 +109,7 @@ def generic(ctx: typer.Context, establishment: EstablishmentOpt = None, format: 
 def stale(
     ctx: typer.Context,
     days: Annotated[int, typer.Option("--days", help=_("Not logged in for this many days."))] = 548,
-    establishment: EstablishmentOpt = None,
+    establishment: ScopeOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Accounts never used, not used for --days days (default 548, 18 months), or expired; exit 1 if any.

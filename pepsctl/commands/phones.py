@@ -14,6 +14,7 @@ from pepsctl.commands._options import (
     DryRunOpt,
     FormatOpt,
     OtpOpt,
+    ScopeOpt,
     YesOpt,
     confirm,
     fields_of,
@@ -41,6 +42,7 @@ def register(root: typer.Typer) -> None:
 def template(
     ctx: typer.Context,
     missing_only: Annotated[bool, typer.Option("--missing-only", help=_("Only accounts with no phone."))] = False,
+    establishment: ScopeOpt = None,
     output_file: Annotated[
         Path | None,
         typer.Option(
@@ -48,14 +50,17 @@ def template(
         ),
     ] = None,
 ) -> None:
-    """A CSV with one row per account (identifier, names, e-mail, current phone) to fill in and import.
+    """A CSV with one row per account (identifier, names, e-mail, current phone, establishment) to fill in and import.
+
+    A centre de gestion gets the accounts of every establishment that delegated account management
+    to it, each row naming its establishment (SIRET and name).
 
     Example: pepsctl phones template --missing-only --output phones.csv
     """
     from pepsctl.domain import phones
 
     with get_app(ctx).env() as env:
-        rows = phones.template(env, missing_only=missing_only)
+        rows = phones.template(env, missing_only=missing_only, siret=establishment)
     if output_file is None:
         output.render(rows, "csv", columns=phones.TEMPLATE_COLUMNS)
         return
@@ -73,6 +78,7 @@ def import_(
         bool, typer.Option("--allow-shared", help=_("Accept one number for several accounts."))
     ] = False,
     report: ReportOpt = None,
+    establishment: ScopeOpt = None,
     quiet: QuietOpt = False,
     yes: YesOpt = False,
     otp: OtpOpt = None,
@@ -81,7 +87,9 @@ def import_(
     """Update phones in bulk from a CSV: every row validated first, then one transaction, undoable.
 
     Any invalid row means nothing is written (exit 3) unless --skip-invalid. The same file twice
-    changes nothing the second time. Applying needs a one-time code (a sensitive action).
+    changes nothing the second time. Applying needs a one-time code (a sensitive action). Rows may
+    name accounts of every establishment you act for (yours, and those that delegated account
+    management to yours); a row for any other account is rejected.
 
     Example: pepsctl phones import phones.csv --dry-run    then    pepsctl phones import phones.csv --yes
     """
@@ -94,7 +102,9 @@ def import_(
         output.warn(warning)
     if not dry_run:
         confirm(_("Apply the phones of {path} ({n} rows)?").format(path=file, n=len(source.rows)), yes=yes)
-    options = phones.ImportOptions(dry_run=dry_run, skip_invalid=skip_invalid, allow_shared=allow_shared)
+    options = phones.ImportOptions(
+        dry_run=dry_run, skip_invalid=skip_invalid, allow_shared=allow_shared, establishment=establishment
+    )
     with output.progress(
         len(source.rows), _("Checking rows"), enabled=not quiet and len(source.rows) >= PROGRESS_THRESHOLD
     ) as advance:
@@ -103,15 +113,18 @@ def import_(
 
 
 @app.command("check")
-def check(ctx: typer.Context, format: FormatOpt = None) -> None:
+def check(ctx: typer.Context, establishment: ScopeOpt = None, format: FormatOpt = None) -> None:
     """Find missing, invalid and shared phone numbers; exit 1 when there are any.
+
+    Over your establishment and every establishment that delegated account management to yours
+    (or the one --establishment names).
 
     Example: pepsctl phones check --format csv > problems.csv
     """
     from pepsctl.domain import phones
 
     with get_app(ctx).env() as env:
-        findings = phones.check(env)
+        findings = phones.check(env, siret=establishment)
     output.render(findings, fmt(format), columns=fields_of(phones.Finding), title=_("Phone problems"))
     if findings:
         raise CheckFailed(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, or_, select, union_all
 from sqlmodel import col
 
 from pepsctl import clock
@@ -23,7 +24,7 @@ from pepsctl.domain.models import AccountChanges, AccountFilter, AccountView, Ne
 from pepsctl.errors import Conflict, InvalidInput, LastAdministrator
 from pepsctl.i18n import _
 from pepsctl.store import queries
-from pepsctl.store.models import Account, Establishment
+from pepsctl.store.models import Account, Delegation, DelegationService, Establishment, Service
 
 VALIDITY_MONTHS = 18
 PROFILES = (ADMIN, USER)
@@ -202,6 +203,82 @@ def resolve_establishment(env: Env, siret: str | None, action: str) -> Establish
     assert establishment.id is not None
     authz.require(env, action, establishment.id, target=establishment.siret)
     return establishment
+
+
+def delegating(centralizer_id: int, now: datetime):
+    """SELECT (establishment id, delegation id) of the establishments whose accepted, unexpired
+    delegation to ``centralizer_id`` covers account management (a service held by administrators):
+    the establishments ``authz`` lets that centre's administrators manage. The newest delegation of each.
+    """
+    return (
+        select(col(Delegation.establishment_id), func.max(col(Delegation.id)))
+        .join(DelegationService, col(DelegationService.delegation_id) == col(Delegation.id))
+        .join(Service, col(Service.code) == col(DelegationService.service_code))
+        .where(col(Delegation.centralizer_id) == centralizer_id)
+        .where(col(Delegation.status) == "accepted")
+        .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
+        .where(col(Service.held_by) == ADMIN)
+        .where(col(Service.retired_at).is_(None))
+        .group_by(col(Delegation.establishment_id))
+    )
+
+
+class Managed(NamedTuple):
+    """The establishments a bulk operation acts on (see :func:`managed`)."""
+
+    # (id, SIRET, name, delegation id — None for the actor's own), the actor's own first, then by SIRET
+    establishments: list[tuple[int, str, str, int | None]]
+    # Their ids for an SQL ``IN``: a list, or a SELECT when a centre acts for many (no 40,000-item list)
+    ids: Any
+
+
+def managed(env: Env, action: str, siret: str | None = None, *, lock: bool = False) -> Managed:
+    """The establishments a bulk operation acts on, each with the delegation that allows it: the one
+    named by ``siret``; by default the actor's own and every establishment whose delegation covers
+    account management (domain.md: a centre de gestion acts for them). ``action`` must be one an
+    administrator may run through such a delegation (``authz.DELEGATED_ADMIN_ACTIONS``).
+
+    ``lock`` (to write): the delegations are share-locked first (a concurrent revocation waits for
+    this transaction, or is seen before it), then the establishments. A fixed number of queries,
+    however many establishments.
+    """
+    actor = env.require_actor()
+    if siret is not None:
+        one = resolve_establishment(env, siret, action)
+        assert one.id is not None
+        delegation_id = None if one.id == actor.establishment_id else env.extras.get("delegation_id")
+        if lock:
+            if delegation_id is not None:
+                authz.active_delegation(env, actor.establishment_id, one.id, lock=True)
+            queries.lock_establishments(env.session, [one.id])
+        return Managed([(one.id, one.siret, one.name, delegation_id)], [one.id])
+    own = resolve_establishment(env, None, action)
+    assert own.id is not None
+    found: list[tuple[int, str, str, int | None]] = [(own.id, own.siret, own.name, None)]
+    if action not in authz.DELEGATED_ADMIN_ACTIONS:
+        if lock:
+            queries.lock_establishments(env.session, [own.id])
+        return Managed(found, [own.id])
+    now = clock.now()
+    if lock:
+        queries.share_lock_delegations(env.session, delegating(own.id, now).with_only_columns(func.max(Delegation.id)))
+    delegations = delegating(own.id, now).subquery()
+    found += [
+        (est_id, est_siret, name, delegation_id)
+        for est_id, est_siret, name, delegation_id in env.session.execute(
+            select(col(Establishment.id), col(Establishment.siret), col(Establishment.name), delegations.c[1])
+            .join(delegations, delegations.c.establishment_id == col(Establishment.id))
+            .order_by(col(Establishment.siret))
+        )
+    ]
+    ids: Any = [row[0] for row in found]
+    if len(found) > 500:
+        ids = union_all(
+            select(literal(own.id)), delegating(own.id, now).with_only_columns(col(Delegation.establishment_id))
+        )
+    if lock:
+        queries.lock_establishments(env.session, ids)
+    return Managed(found, ids)
 
 
 def load(env: Env, identifier: str, action: str) -> tuple[Account, Establishment]:

@@ -18,12 +18,12 @@ from sqlalchemy import LargeBinary, and_, case, cast, func, or_, select
 from sqlmodel import col
 
 from pepsctl import clock
-from pepsctl.domain import accounts, authz
+from pepsctl.domain import accounts
 from pepsctl.domain.env import ADMIN, Env
 from pepsctl.domain.generic import ROLE_WORDS, generic_signals
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _
-from pepsctl.store.models import Account, Delegation, DelegationService, Establishment, Service
+from pepsctl.store.models import Account, Delegation, Establishment
 
 ERROR = "error"
 WARNING = "warning"
@@ -95,24 +95,14 @@ class Report:
 
 
 def _scope_condition(env: Env, siret: str | None, column):
-    """SQL condition on ``column`` (an establishment id) for the establishments the actor may audit."""
+    """SQL condition on ``column`` (an establishment id) for the establishments the actor may audit:
+    the one named, or their own and those whose delegation covers account management."""
     if siret is not None:
         establishment = accounts.resolve_establishment(env, siret, "account.list")
         return column == establishment.id
-    actor = env.require_actor()
-    authz.require(env, "account.list", actor.establishment_id, target=actor.siret)
-    now = clock.now()
-    delegated = (
-        select(Delegation.establishment_id)
-        .join(DelegationService, col(DelegationService.delegation_id) == col(Delegation.id))
-        .join(Service, col(Service.code) == col(DelegationService.service_code))
-        .where(col(Delegation.centralizer_id) == actor.establishment_id)
-        .where(col(Delegation.status) == "accepted")
-        .where(or_(col(Delegation.ends_at).is_(None), col(Delegation.ends_at) > now))
-        .where(col(Service.held_by) == ADMIN)
-        .where(col(Service.retired_at).is_(None))
-    )
-    return or_(column == actor.establishment_id, column.in_(delegated))
+    own = accounts.resolve_establishment(env, None, "account.list")
+    delegated = accounts.delegating(own.id or 0, clock.now()).with_only_columns(col(Delegation.establishment_id))
+    return or_(column == own.id, column.in_(delegated))
 
 
 # -- generic accounts ----------------------------------------------------------------------------

@@ -191,7 +191,12 @@ class Undoer:
 
 def match_account(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[Any, str]:
     """The account a row names: by identifier, or by e-mail when there is none; else a reason."""
-    identifier = row.values.get("identifier", "")
+    values = row.values
+    return match(values.get("identifier", ""), values.get("email", ""), by_identifier, by_email)
+
+
+def match(identifier: str, email: str, by_identifier: dict, by_email: dict) -> tuple[Any, str]:
+    """:func:`match_account` on a row's identifier and e-mail cells (``""`` when absent)."""
     if identifier:
         try:
             identifier = v.normalize_identifier(identifier)
@@ -201,7 +206,6 @@ def match_account(row: csvio.Row, by_identifier: dict, by_email: dict) -> tuple[
         if account is None:
             return None, _("no account {identifier} in the establishments you may act on").format(identifier=identifier)
         return account, ""
-    email = row.values.get("email", "")
     if not email:
         return None, _("no identifier and no e-mail")
     matches = by_email.get(email.casefold(), [])

@@ -1,6 +1,10 @@
 """Phones before the two-factor switch-over: a template to fill, a bulk import, a check.
 
-- ``template``: one row per account in scope (identifier, names, e-mail, current phone).
+Scope: the actor's establishment and every establishment that delegated account management to it
+(``accounts.managed``), or the one named; rows name each account's establishment, and the history
+records each change under it, with the delegation it went through.
+
+- ``template``: one row per account in scope (identifier, names, e-mail, current phone, establishment).
 - ``import_file``: match by identifier, or by e-mail when there is none; normalise to E.164; the
   type decides SMS or voice; numbers that can receive neither are refused; a number given to
   several accounts is refused (``--allow-shared`` accepts it); an empty phone cell changes nothing.
@@ -12,35 +16,29 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pepsctl import clock
-from pepsctl.domain import authz, bulk, csvio, history, lockout, notify, stepup
+from pepsctl.domain import accounts, bulk, csvio, history, lockout, notify, stepup
 from pepsctl.domain import validation as v
 from pepsctl.domain.env import Env
 from pepsctl.domain.history import NewEvent
 from pepsctl.errors import InvalidInput
 from pepsctl.i18n import _
 from pepsctl.store import queries
-from pepsctl.store.models import Establishment
 
 KIND = "phones"
-TEMPLATE_COLUMNS = ["identifier", "last_name", "first_name", "email", "phone"]
+# The columns of a template; the establishment's come last (a file from before they existed still
+# has its columns where they were).
+TEMPLATE_COLUMNS = ["identifier", "last_name", "first_name", "email", "phone", "establishment", "establishment_name"]
 
 
-def _scope(env: Env, action: str) -> list[Establishment]:
-    """The establishments the actor may act on for ``action`` (their own, for now)."""
-    actor = env.require_actor()
-    establishment = env.session.get(Establishment, actor.establishment_id)
-    assert establishment is not None and establishment.id is not None
-    authz.require(env, action, establishment.id, target=establishment.siret)
-    return [establishment]
-
-
-def template(env: Env, *, missing_only: bool = False) -> list[dict[str, str | None]]:
-    scope = _scope(env, "account.list")
-    rows = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+def template(env: Env, *, missing_only: bool = False, siret: str | None = None) -> list[dict[str, str | None]]:
+    scope = accounts.managed(env, "account.list", siret)
+    names = {est_id: (est_siret, name) for est_id, est_siret, name, _d in scope.establishments}
+    rows = queries.accounts_in(env.session, scope.ids)
     return [
         {
             "identifier": r.identifier,
@@ -48,6 +46,8 @@ def template(env: Env, *, missing_only: bool = False) -> list[dict[str, str | No
             "first_name": r.first_name,
             "email": r.email,
             "phone": r.phone,
+            "establishment": names[r.establishment_id][0],
+            "establishment_name": names[r.establishment_id][1],
         }
         for r in rows
         if not missing_only or r.phone is None
@@ -63,12 +63,14 @@ class Finding:
     issue: str  # missing | invalid | shared
     phone: str | None
     detail: str | None
+    establishment: str  # its SIRET
 
 
-def check(env: Env) -> list[Finding]:
-    """Accounts whose phone is missing, no longer valid, or shared with another account."""
-    scope = _scope(env, "account.list")
-    rows = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None])
+def check(env: Env, *, siret: str | None = None) -> list[Finding]:
+    """Accounts whose phone is missing, no longer valid, or shared with another account of the scope."""
+    scope = accounts.managed(env, "account.list", siret)
+    sirets = {est_id: est_siret for est_id, est_siret, _n, _d in scope.establishments}
+    rows = queries.accounts_in(env.session, scope.ids)
     by_phone: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         if r.phone:
@@ -77,17 +79,43 @@ def check(env: Env) -> list[Finding]:
     for r in rows:
         masked = v.mask_phone(r.phone)
         if r.phone is None:
-            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "missing", None, None))
+            findings.append(
+                Finding(
+                    r.identifier, r.last_name, r.first_name, r.email, "missing", None, None, sirets[r.establishment_id]
+                )
+            )
             continue
         try:
             v.normalize_phone(r.phone)
         except InvalidInput as error:
-            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "invalid", masked, error.message))
+            findings.append(
+                Finding(
+                    r.identifier,
+                    r.last_name,
+                    r.first_name,
+                    r.email,
+                    "invalid",
+                    masked,
+                    error.message,
+                    sirets[r.establishment_id],
+                )
+            )
             continue
         others = [i for i in by_phone[r.phone] if i != r.identifier]
         if others:
             detail = _("also used by {others}").format(others=", ".join(others))
-            findings.append(Finding(r.identifier, r.last_name, r.first_name, r.email, "shared", masked, detail))
+            findings.append(
+                Finding(
+                    r.identifier,
+                    r.last_name,
+                    r.first_name,
+                    r.email,
+                    "shared",
+                    masked,
+                    detail,
+                    sirets[r.establishment_id],
+                )
+            )
     return findings
 
 
@@ -96,6 +124,10 @@ class ImportOptions:
     dry_run: bool = False
     skip_invalid: bool = False
     allow_shared: bool = False
+    establishment: str | None = None  # SIRET: only this one (default: every establishment in scope)
+
+
+MOBILE = "mobile"
 
 
 def read_file(path: str) -> csvio.CsvFile:
@@ -108,88 +140,186 @@ def read_file(path: str) -> csvio.CsvFile:
         path, wanted=("identifier", "email", "phone"), required_any=[("identifier", "email"), ("phone",)]
     )
     parsed = source.parsed
+    get_phone = source.getter("phone")
     for row in source.rows:
-        raw = row.values.get("phone", "")
+        raw = get_phone(row)
         if raw and raw not in parsed:
             try:
-                parsed[raw] = v.normalize_phone(raw)
+                phone = v.normalize_phone(raw)
             except InvalidInput as error:
                 parsed[raw] = error
+            else:  # a mobile, most numbers, as its E.164 text alone: no object per row
+                parsed[raw] = phone.e164 if phone.type == MOBILE else phone
     return source
 
 
-def _phone(source: csvio.CsvFile, raw: str) -> v.Phone:
+def _phone(source: csvio.CsvFile, raw: str) -> tuple[str, str]:
+    """The E.164 form and type of a phone cell, from what :func:`read_file` kept (or parsed now)."""
     found = source.parsed.get(raw)
     if found is None:
         found = v.normalize_phone(raw)
+    if found.__class__ is str:
+        return found, MOBILE  # type: ignore[return-value]
     if isinstance(found, InvalidInput):
         raise found
     assert isinstance(found, v.Phone)
-    return found
+    return found.e164, found.type
+
+
+class _Account(NamedTuple):
+    """What an import needs of an account the file names (a plain tuple: one per row of a large file)."""
+
+    id: int
+    identifier: str
+    email: str
+    phone: str | None
+    phone_type: str | None
+    establishment_id: int
+
+
+class _Updates:
+    """The accepted changes, in file order, as parallel lists (32 bytes a change, not a dict entry, a tuple and a
+    phone object): the row, its new number and type, the account."""
+
+    __slots__ = ("accounts", "e164s", "rows", "types")
+
+    def __init__(self) -> None:
+        self.rows: list[csvio.Row] = []
+        self.e164s: list[str] = []
+        self.types: list[str] = []
+        self.accounts: list[_Account] = []
+
+    def add(self, row: csvio.Row, e164: str, type_: str, account: _Account) -> None:
+        self.rows.append(row)
+        self.e164s.append(e164)
+        self.types.append(type_)
+        self.accounts.append(account)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[tuple[csvio.Row, str, str, _Account]]:
+        return zip(self.rows, self.e164s, self.types, self.accounts, strict=True)
+
+    def drop(self, positions: set[int]) -> None:
+        for name in self.__slots__:
+            values = getattr(self, name)
+            setattr(self, name, [x for i, x in enumerate(values) if i not in positions])
+
+
+def _load_accounts(
+    env: Env, establishment_ids: Any, source: csvio.CsvFile, *, others: bool
+) -> tuple[dict[str, _Account], list[Any], bool]:
+    """The accounts in scope: those the file names by identifier, every account in identifier order, and
+    whether some row has no identifier (then rows are matched by e-mail too).
+
+    Of the accounts the file does not name, the list keeps every one when some row has no identifier
+    (matching by e-mail needs them), else only ``(identifier, phone)`` of those with a phone when
+    ``others`` (the shared-number check), else none. An account's identifier is the row's own string
+    when the file writes it as stored (one string per account, not two).
+    """
+    get_identifier = source.getter("identifier")
+    named: dict[str, Any] = {}  # normalised identifier -> itself, then -> its account once loaded
+    everyone = False
+    for row in source.rows:
+        raw = get_identifier(row)
+        if not raw:
+            everyone = True
+            continue
+        try:
+            key = v.normalize_identifier(raw)
+        except InvalidInput:
+            continue
+        if key == raw:
+            key = raw
+        named.setdefault(key, key)
+    accounts: list[Any] = []
+    keep = accounts.append
+    make = _Account._make
+    for found in queries.account_phones(env.session, establishment_ids):
+        key = named.get(found[1])
+        if key is not None:
+            account = named[key] = make((found[0], key, found[2], found[3], found[4], found[5]))
+            keep(account)
+        elif everyone:
+            keep(make(found))
+        elif others and found[3]:
+            keep((found[1], found[3]))
+    for key in [key for key, account in named.items() if account.__class__ is not _Account]:
+        del named[key]  # no such account in scope
+    return named, accounts, everyone
 
 
 def import_file(
     env: Env, source: csvio.CsvFile, options: ImportOptions, *, progress: bulk.Progress = bulk.no_progress
 ) -> bulk.BulkResult:
-    scope = _scope(env, "account.update")
-    for establishment in scope:
-        assert establishment.id is not None
-        queries.lock_establishment(env.session, establishment.id)
-    accounts = queries.accounts_in(env.session, [e.id for e in scope if e.id is not None], names=False)
-    by_identifier = {a.identifier: a for a in accounts}
+    scope = accounts.managed(env, "account.update", options.establishment, lock=True)
+    rows = source.rows
+    get_identifier = source.getter("identifier")
+    get_email = source.getter("email")
+    get_phone = source.getter("phone")
+    by_identifier, loaded, by_email_needed = _load_accounts(env, scope.ids, source, others=not options.allow_shared)
     by_email: dict[str, list] = defaultdict(list)
-    if any(not row.values.get("identifier") for row in source.rows):  # only then match by e-mail
-        for a in accounts:
+    if by_email_needed:  # only then match by e-mail
+        for a in loaded:
             by_email[a.email.casefold()].append(a)
 
     plan: list[bulk.PlanRow] = []
     rejects: list[tuple[csvio.Row, str]] = []
-    updates: dict[int, tuple[csvio.Row, v.Phone, Any]] = {}  # account id -> (row, new phone, account)
+    updates = _Updates()
     seen: dict[int, int] = {}  # account id -> line
     # Only a dry run shows the whole plan; an apply lists its rejected rows (300,000 plan rows less).
     keep = options.dry_run
     unchanged = 0
-    match = bulk.match_account
+    match = bulk.match
     add = plan.append
-    for done, row in enumerate(source.rows, start=1):
+    for done, row in enumerate(rows, start=1):
         if done % 5000 == 0:
             progress(5000)
-        account, reason = match(row, by_identifier, by_email)
+        identifier = get_identifier(row)
+        # Written as stored (most files): no need to normalise it again to find it.
+        account = by_identifier.get(identifier)
+        if account is None:
+            account, reason = match(identifier, "" if identifier else get_email(row), by_identifier, by_email)
         if account is None:
             rejects.append((row, reason))
-            add(bulk.PlanRow(row.line, row.values.get("identifier") or None, bulk.REJECT, "phone", None, None, reason))
+            add(bulk.PlanRow(row.line, identifier or None, bulk.REJECT, "phone", None, None, reason))
             continue
+        line = row[0]  # row.line
         if account.id in seen:
             reason = _("the account is already on line {line}").format(line=seen[account.id])
             rejects.append((row, reason))
-            add(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", None, None, reason))
+            add(bulk.PlanRow(line, account.identifier, bulk.REJECT, "phone", None, None, reason))
             continue
-        seen[account.id] = row.line
-        raw = row.values.get("phone", "")
-        if not raw:
+        seen[account.id] = line
+        raw = get_phone(row)
+        # An empty cell, or the stored number as exported (even one no longer valid: the audit reports
+        # those; a template imported as it is changes nothing and rejects nothing).
+        if not raw or raw == account.phone:
             unchanged += 1
             if keep:
-                add(bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
+                add(bulk.PlanRow(line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
             continue
         try:
-            phone = _phone(source, raw)
+            e164, type_ = _phone(source, raw)
         except InvalidInput as error:
             rejects.append((row, error.message))
-            add(bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, None, error.message))
+            add(bulk.PlanRow(line, account.identifier, bulk.REJECT, "phone", account.phone, None, error.message))
             continue
-        if phone.e164 == account.phone and phone.type == account.phone_type:
+        if e164 == account.phone and type_ == account.phone_type:
             unchanged += 1
             if keep:
-                add(bulk.PlanRow(row.line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
+                add(bulk.PlanRow(line, account.identifier, bulk.UNCHANGED, "phone", account.phone, account.phone))
             continue
-        updates[account.id] = (row, phone, account)
+        updates.add(row, e164, type_, account)
         if keep:
-            add(bulk.PlanRow(row.line, account.identifier, bulk.UPDATE, "phone", account.phone, phone.e164))
-    progress(len(source.rows) % 5000)
-    del seen, by_email
+            add(bulk.PlanRow(line, account.identifier, bulk.UPDATE, "phone", account.phone, e164))
+    progress(len(rows) % 5000)
+    del seen, by_email, by_identifier
 
     if not options.allow_shared:
-        _reject_shared(accounts, updates, plan, rejects)
+        _reject_shared(loaded, updates, plan, rejects)
+    del loaded  # what is left of the accounts is in ``updates``
 
     changed = len(updates)
     actor = env.require_actor()
@@ -208,36 +338,48 @@ def import_file(
     if not apply:
         return result
     stepup.require(env, "bulk.apply", target=source.sha256)
-    result.batch_id = _apply(env, source, updates, result)
+    result.batch_id = _apply(env, source, updates, result, scope)
     result.applied = True
     return result
 
 
-def _reject_shared(accounts, updates, plan, rejects) -> None:
-    """Refuse rows that would give one number to several accounts."""
-    final: dict[str, list[int]] = defaultdict(list)
+def _reject_shared(accounts: list[Any], updates: _Updates, plan, rejects) -> None:
+    """Refuse rows that would give one number to several accounts.
+
+    ``accounts``: every account in identifier order (see :func:`_load_accounts`); the others named on a
+    refusal are listed in that order.
+    """
+    new = dict(zip((a.id for a in updates.accounts), updates.e164s, strict=True))
+    first: dict[str, str] = {}  # number -> the identifier of its first holder
+    holders: dict[str, list[str]] = {}  # number -> every holder, for the numbers held more than once
     for a in accounts:
-        number = updates[a.id][1].e164 if a.id in updates else a.phone
-        if number:
-            final[number].append(a.id)
-    identifiers = {a.id: a.identifier for a in accounts}
-    shared = {aid: others for ids in final.values() if len(ids) > 1 for aid in ids for others in [ids]}
-    bad = [aid for aid in updates if aid in shared]
+        if a.__class__ is _Account:
+            identifier, number = a.identifier, new.get(a.id, a.phone)
+        else:
+            identifier, number = a
+        if not number:
+            continue
+        held = first.setdefault(number, identifier)
+        if held is not identifier:
+            holders.setdefault(number, [held]).append(identifier)
+    del new, first
+    bad = [i for i, e164 in enumerate(updates.e164s) if e164 in holders]
     if not bad:
         return
     by_line = {p.line: i for i, p in enumerate(plan)}
-    for aid in bad:
-        row, phone, account = updates.pop(aid)
-        others = ", ".join(identifiers[o] for o in shared[aid] if o != aid)
+    for i in bad:
+        row, e164, account = updates.rows[i], updates.e164s[i], updates.accounts[i]
+        others = ", ".join(o for o in holders[e164] if o != account.identifier)
         reason = _("number shared with {others} (one personal number per agent; --allow-shared accepts it)").format(
             others=others
         )
         rejects.append((row, reason))
-        refused = bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, phone.e164, reason)
+        refused = bulk.PlanRow(row.line, account.identifier, bulk.REJECT, "phone", account.phone, e164, reason)
         if row.line in by_line:  # a dry run's plan holds the row
             plan[by_line[row.line]] = refused
         else:
             plan.append(refused)
+    updates.drop(set(bad))
     plan.sort(key=lambda p: p.line)
 
 
@@ -255,19 +397,23 @@ def _change_json(phone: str | None, phone_type: str | None) -> str:
 _encode_ascii = json.encoder.encode_basestring_ascii
 
 
-def _apply(env: Env, source, updates, result: bulk.BulkResult) -> int:
+def _apply(env: Env, source, updates: _Updates, result: bulk.BulkResult, scope: accounts.Managed) -> int:
     """Write the plan: every step streams from ``updates`` (nothing per row is held in memory twice)."""
     actor = env.require_actor()
+    # Each change goes in the history of its account's establishment, with the delegation it went through.
+    where = {est_id: (est_siret, delegation_id) for est_id, est_siret, _n, delegation_id in scope.establishments}
     queries.bulk_update_phones(
-        env.session, ((aid, phone.e164, phone.type) for aid, (_row, phone, _a) in updates.items()), clock.now()
+        env.session,
+        zip((a.id for a in updates.accounts), updates.e164s, updates.types, strict=True),
+        clock.now(),
     )
     batch_id = bulk.record_batch(
         env,
         kind=KIND,
         source=source,
         encoded=(
-            (aid, a.identifier, row.line, _change_json(a.phone, a.phone_type), _change_json(phone.e164, phone.type))
-            for aid, (row, phone, a) in updates.items()
+            (a.id, a.identifier, row[0], _change_json(a.phone, a.phone_type), _change_json(e164, type_))
+            for row, e164, type_, a in updates
         ),
         counts=(result.total, len(updates), result.unchanged, result.rejected),
     )
@@ -278,12 +424,13 @@ def _apply(env: Env, source, updates, result: bulk.BulkResult) -> int:
             NewEvent(
                 action="phone.update",
                 target=a.identifier,
-                establishment=actor.siret,
+                establishment=where[a.establishment_id][0],
                 before={"phone": a.phone},
-                after={"phone": phone.e164},
+                after={"phone": e164},
                 batch_id=batch_id,
+                delegation_id=where[a.establishment_id][1],
             )
-            for _row, phone, a in updates.values()
+            for e164, a in zip(updates.e164s, updates.accounts, strict=True)
         ),
     )
     subject = _("Your PEP's phone number changed")
@@ -299,9 +446,9 @@ def _apply(env: Env, source, updates, result: bulk.BulkResult) -> int:
                 channel="email",
                 to=a.email,
                 subject=subject,
-                body=body.format(identifier=a.identifier, phone=v.mask_phone(phone.e164)),
+                body=body.format(identifier=a.identifier, phone=v.mask_phone(e164)),
             )
-            for _row, phone, a in updates.values()
+            for e164, a in zip(updates.e164s, updates.accounts, strict=True)
         ),
     )
     history.record(

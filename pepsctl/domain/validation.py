@@ -363,7 +363,8 @@ def _mask_with_phonenumbers(e164: str) -> str:
     rest = formatted[len(country) :]
     group = re.match(r"[^0-9]*([0-9]+)", rest)
     rest_digits = sum(char.isdigit() for char in rest)
-    if group is not None and len(group[1]) <= 4 and rest_digits - len(group[1]) >= 4:
+    # The first group is shown only if at least four digits stay masked (the last two are shown too).
+    if group is not None and len(group[1]) <= 4 and rest_digits - len(group[1]) - 2 >= 4:
         head, tail = rest[: group.end()], rest[group.end() :]
     else:
         head, tail = "", rest

@@ -12,7 +12,7 @@ from sqlalchemy import DateTime, case, func, or_, select, text, update
 from sqlmodel import Session, col
 
 from pepsctl.store.engine import lock_establishment_sql
-from pepsctl.store.models import Account, Counter, Establishment, EstablishmentFund
+from pepsctl.store.models import Account, Counter, Delegation, Establishment, EstablishmentFund
 
 
 def get_establishment_by_siret(session: Session, siret: str) -> Establishment | None:
@@ -68,6 +68,33 @@ def lock_establishment(session: Session, establishment_id: int) -> None:
     """Lock one establishment row until the end of the transaction (FOR UPDATE on PostgreSQL)."""
     dialect = session.get_bind().dialect.name
     session.execute(text(lock_establishment_sql(dialect)), {"id": establishment_id})
+
+
+def lock_establishments(session: Session, ids) -> None:
+    """Lock establishment rows (``ids``: a list, or a SELECT of ids) until the end of the transaction,
+    in id order, in one statement (FOR UPDATE on PostgreSQL; on SQLite BEGIN IMMEDIATE already
+    serialises writers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(Establishment.id)
+        .where(col(Establishment.id).in_(ids))
+        .order_by(col(Establishment.id))
+        .with_for_update(of=Establishment)  # type: ignore[arg-type]
+    ).all()
+
+
+def share_lock_delegations(session: Session, ids) -> None:
+    """Share-lock delegation rows (``ids``: a SELECT of ids) until the end of the transaction: a
+    concurrent revocation waits for it, or is seen before it (PostgreSQL; SQLite serialises writers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(Delegation.id)
+        .where(col(Delegation.id).in_(ids))
+        .order_by(col(Delegation.id))
+        .with_for_update(read=True, of=Delegation)  # type: ignore[arg-type]
+    ).all()
 
 
 def active_admin_filter(now: datetime):
@@ -237,8 +264,9 @@ def bulk_update_phones(session: Session, rows: Iterable[tuple[int, str | None, s
         )
 
 
-def accounts_in(session: Session, establishment_ids: list[int], *, names: bool = True):
-    """The columns bulk work needs, for every account of those establishments (one query).
+def accounts_in(session: Session, establishment_ids, *, names: bool = True):
+    """The columns bulk work needs, for every account of those establishments (one query;
+    ``establishment_ids``: a list, or a SELECT of ids).
 
     ``names=False`` leaves out the establishment and the names (a 300,000-row phones import does not
     need them: ≈ 40 MB less).
@@ -249,6 +277,31 @@ def accounts_in(session: Session, establishment_ids: list[int], *, names: bool =
     return session.execute(
         select(*columns).where(col(Account.establishment_id).in_(establishment_ids)).order_by(col(Account.identifier))
     ).all()
+
+
+def account_phones(session: Session, establishment_ids) -> Iterator[tuple[int, str, str, str | None, str | None, int]]:
+    """``(id, identifier, email, phone, phone_type, establishment_id)`` of every account of those
+    establishments (``establishment_ids``: a list, or a SELECT of ids), ordered by
+    identifier, streamed as plain tuples (a phones import over 300,000 accounts holds what it keeps of them,
+    not 300,000 result rows). The few phone types are shared objects, not one string per row.
+    """
+    if isinstance(establishment_ids, list) and not establishment_ids:
+        return
+    result = session.connection().execute(  # Core rows: no ORM loading for 300,000 of them
+        select(
+            Account.id, Account.identifier, Account.email, Account.phone, Account.phone_type, Account.establishment_id
+        )
+        .where(col(Account.establishment_id).in_(establishment_ids))
+        .order_by(col(Account.identifier))
+        .execution_options(yield_per=CHUNK_ROWS)  # a server-side cursor on PostgreSQL
+    )
+    types: dict[str | None, str | None] = {None: None}
+    establishments: dict[int, int] = {}  # one int object per establishment, not one per row
+    for id_, identifier, email, phone, phone_type, establishment_id in result:
+        kind = types.get(phone_type)
+        if kind is None and phone_type is not None:
+            kind = types[phone_type] = phone_type
+        yield id_, identifier, email, phone, kind, establishments.setdefault(establishment_id, establishment_id)
 
 
 # -- accounts in bulk (accounts import / renew --file and their undo) -------------------------------

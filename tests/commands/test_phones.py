@@ -21,7 +21,7 @@ from tests.conftest import SIRET_A, SIRET_B, create_account, login, register, wi
 
 ADMIN_A = "MDU000001"  # Marie Durand, registered by the admin_a fixture
 PLAN_KEYS = ["line", "identifier", "action", "field", "before", "after", "reason"]
-FINDING_KEYS = ["identifier", "last_name", "first_name", "email", "issue", "phone", "detail"]
+FINDING_KEYS = ["identifier", "last_name", "first_name", "email", "issue", "phone", "detail", "establishment"]
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -596,8 +596,11 @@ def test_a_template_round_trips_with_zero_changes(cli, admin_a, tmp_path):
 
     assert result.exit_code == 0, result.stderr
     assert "5 rows: 0 to change, 5 unchanged, 0 rejected. Nothing to change." in result.stderr
-    # The template's name columns are only named in a warning, never applied.
-    assert "Warning: Columns not used by this command (ignored): last_name, first_name." in result.stderr
+    # The template's name and establishment columns are only named in a warning, never applied.
+    assert (
+        "Warning: Columns not used by this command (ignored): last_name, first_name, establishment, "
+        "establishment_name." in result.stderr
+    )
     assert store_state(cli.store) == before
 
 
@@ -611,8 +614,8 @@ def test_a_missing_only_template_lists_the_accounts_without_a_phone(cli, admin_a
     assert stat.S_IMODE(os.stat(template).st_mode) == 0o600
     rows = list(csv.reader(io.StringIO(template.read_text(encoding="utf-8-sig")), delimiter=";"))
     assert rows == [
-        ["identifier", "last_name", "first_name", "email", "phone"],
-        [missing, "Noël", "Léa", "léa.noël@example.fr", ""],
+        ["identifier", "last_name", "first_name", "email", "phone", "establishment", "establishment_name"],
+        [missing, "Noël", "Léa", "léa.noël@example.fr", "", SIRET_A, "Mairie 21999"],
     ]
 
 
@@ -718,6 +721,7 @@ def test_check_lists_missing_shared_and_invalid_numbers_and_exits_1(cli, problem
     assert result.exit_code == 1
     findings = json.loads(result.stdout)
     assert [list(f) for f in findings] == [FINDING_KEYS] * len(findings)
+    assert {f["establishment"] for f in findings} == {SIRET_A}
     assert sorted((f["identifier"], f["issue"], f["phone"], f["detail"]) for f in findings) == sorted(
         [
             (problems["missing"], "missing", None, None),

@@ -522,13 +522,20 @@ def test_property_normalize_phone_raises_only_invalid_input(raw):
         ("+262639401234", "+262 639 •• •• 34"),
         ("+508708401234", "+508 708 ••• •34"),
         ("+68987123456", "+689 87 •• •• 56"),
-        ("+687751234", "+687 75.••.34"),
+        ("+687751234", "+687 ••.••.34"),  # 6 digits: four masked, so not the first group
         ("+447400123456", "+44 7400 ••••56"),
         ("+16502530000", "+1 650-•••-••00"),
     ],
 )
 def test_mask_phone_formats(e164, masked):
     assert mask_phone(e164) == masked
+
+
+def test_mask_phone_keeps_four_digits_masked_in_short_numbers():
+    """Found by the property below: a 7-digit Comoros number showed its first group and last two
+    digits, 5 of 7 digits. The first group is dropped when it would leave fewer than four masked."""
+    assert mask_phone("+2693000000") == "+269 ••• •• 00"
+    assert mask_phone("+262692123456") == "+262 692 •• •• 56"
 
 
 def test_mask_phone_none_empty_and_non_e164():

@@ -161,6 +161,7 @@ def test_refresh_is_set_based(cli, admin_a, chunk):
     def statements_to_refresh(count: int) -> tuple[int, int]:
         engine = _engine(cli.store)
         add_accounts(engine, SIRET_A, count)
+        execute(cli.store, "UPDATE account SET generic_hint = NULL")  # as written by an older pepsctl
         seen: list[str] = []
 
         def count_statement(conn, cursor, statement, *args):
@@ -175,15 +176,14 @@ def test_refresh_is_set_based(cli, admin_a, chunk):
             engine.dispose()
         return done, len(seen)
 
-    execute(cli.store, "UPDATE account SET generic_hint = NULL")
     small = statements_to_refresh(10)
     large = statements_to_refresh(2000)
-    assert small[0] >= 10 and large[0] == 2000
+    assert small[0] >= 10 and large[0] >= 2000
     if chunk == generic.REFRESH_CHUNK:
         assert small[1] == large[1] == 2  # one read, one executemany
     else:
-        chunks = -(-2000 // chunk)  # a read and a write each; one more, empty, read if the last is full
-        assert large[1] == 2 * chunks + int(2000 % chunk == 0)
+        chunks = -(-large[0] // chunk)  # a read and a write each; one more, empty, read if the last is full
+        assert large[1] == 2 * chunks + int(large[0] % chunk == 0)
     assert None not in hints(cli.store).values()
     assert hints(cli.store) == expected(cli.store)
 
