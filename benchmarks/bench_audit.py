@@ -160,7 +160,9 @@ def main() -> None:
     findings = len(full["rows"])
     errors = sum(1 for f in full["rows"] if f["severity"] == "error")
     ready = sum(1 for s in summary["rows"] if s["ready"])
-    assert report is not None and len(report.findings) == findings
+    # The runs span a minute or two, and accounts cross the time-dependent checks' boundaries (an
+    # activation code expiring, an account becoming stale): a few findings may come or go meanwhile.
+    assert report is not None and abs(len(report.findings) - findings) <= 10, (len(report.findings), findings)
     assert len(report.establishments) == len(summary["rows"])
     version = engine.dialect.server_version_info or ()
     print(

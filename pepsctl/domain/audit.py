@@ -206,7 +206,9 @@ def readiness(env: Env, *, siret: str | None = None, checks: frozenset[str] | No
         # The plan's estimates are inflated (joins on expressions): JIT would compile for ≈ 0.5 s, in vain.
         env.session.connection().exec_driver_sql("SET LOCAL jit = off")
 
-    for est_id, est_siret, name, cgu_missing, total, admins in env.session.execute(
+    # Core execution (plain rows, no ORM loading): the statements select columns only.
+    connection = env.session.connection()
+    for est_id, est_siret, name, cgu_missing, total, admins in connection.execute(
         _establishments(env, in_scope_est, now)
     ):
         names[est_id] = (est_siret, name)
@@ -365,7 +367,7 @@ def _account_findings(
         Account.phone,
         sum(flagged[1:], flagged[0]).label("flags"),
     )
-    rows = env.session.execute(query.where(in_scope).where(or_(*selected.values()))).all()
+    rows = env.session.connection().execute(query.where(in_scope).where(or_(*selected.values()))).all()
     shared_bit = bits.get("shared-phone", 0)
     sharers = _sharers(env, [r.phone for r in rows if r.flags & shared_bit]) if shared_bit else {}
     findings: dict[int, list[Finding]] = {}
