@@ -77,45 +77,30 @@ def check(env: Env, *, siret: str | None = None) -> list[Finding]:
             by_phone[r.phone].append(r.identifier)
     findings = []
     for r in rows:
-        masked = v.mask_phone(r.phone)
         if r.phone is None:
-            findings.append(
-                Finding(
-                    r.identifier, r.last_name, r.first_name, r.email, "missing", None, None, sirets[r.establishment_id]
-                )
+            issue, detail = "missing", None
+        else:
+            try:
+                v.normalize_phone(r.phone)
+            except InvalidInput as error:
+                issue, detail = "invalid", error.message
+            else:
+                others = [i for i in by_phone[r.phone] if i != r.identifier]
+                if not others:
+                    continue
+                issue, detail = "shared", _("also used by {others}").format(others=", ".join(others))
+        findings.append(
+            Finding(
+                r.identifier,
+                r.last_name,
+                r.first_name,
+                r.email,
+                issue,
+                v.mask_phone(r.phone),
+                detail,
+                sirets[r.establishment_id],
             )
-            continue
-        try:
-            v.normalize_phone(r.phone)
-        except InvalidInput as error:
-            findings.append(
-                Finding(
-                    r.identifier,
-                    r.last_name,
-                    r.first_name,
-                    r.email,
-                    "invalid",
-                    masked,
-                    error.message,
-                    sirets[r.establishment_id],
-                )
-            )
-            continue
-        others = [i for i in by_phone[r.phone] if i != r.identifier]
-        if others:
-            detail = _("also used by {others}").format(others=", ".join(others))
-            findings.append(
-                Finding(
-                    r.identifier,
-                    r.last_name,
-                    r.first_name,
-                    r.email,
-                    "shared",
-                    masked,
-                    detail,
-                    sirets[r.establishment_id],
-                )
-            )
+        )
     return findings
 
 

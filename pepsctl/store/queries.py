@@ -74,26 +74,20 @@ def lock_establishments(session: Session, ids) -> None:
     """Lock establishment rows (``ids``: a list, or a SELECT of ids) until the end of the transaction,
     in id order, in one statement (FOR UPDATE on PostgreSQL; on SQLite BEGIN IMMEDIATE already
     serialises writers)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    session.execute(
-        select(Establishment.id)
-        .where(col(Establishment.id).in_(ids))
-        .order_by(col(Establishment.id))
-        .with_for_update(of=Establishment)  # type: ignore[arg-type]
-    ).all()
+    _lock_rows(session, Establishment, ids, read=False)
 
 
 def share_lock_delegations(session: Session, ids) -> None:
     """Share-lock delegation rows (``ids``: a SELECT of ids) until the end of the transaction: a
     concurrent revocation waits for it, or is seen before it (PostgreSQL; SQLite serialises writers)."""
+    _lock_rows(session, Delegation, ids, read=True)
+
+
+def _lock_rows(session: Session, model, ids, *, read: bool) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(
-        select(Delegation.id)
-        .where(col(Delegation.id).in_(ids))
-        .order_by(col(Delegation.id))
-        .with_for_update(read=True, of=Delegation)  # type: ignore[arg-type]
+        select(model.id).where(col(model.id).in_(ids)).order_by(col(model.id)).with_for_update(read=read, of=model)
     ).all()
 
 
